@@ -1,0 +1,151 @@
+"""The ``riskstream`` command line: demo, run, query, generate, validate, serve."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+from riskstream.errors import RiskstreamError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="riskstream: a real-time risk engine for payment events.",
+)
+err = Console(stderr=True)
+out = Console()
+
+SpecOpt = Annotated[Path, typer.Option("--config", "-c", help="Pipeline spec (YAML).")]
+DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Where the store, quarantine and logs live.")]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"riskstream: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(config: SpecOpt) -> None:
+    """Check a spec; errors name the path (rules.card_testing.when: col 1: unknown metric 'crd')."""
+    from riskstream.spec.load import load_spec
+
+    spec = load_spec(config)
+    out.print(
+        f"{config}: ok ({len(spec.metrics)} metrics, {len(spec.rules)} rules, "
+        f"{len(spec.lists)} lists, {len(spec.sinks)} sinks)",
+        highlight=False,
+    )
+
+
+@app.command()
+def generate(
+    events: Annotated[int, typer.Option("--events", "-n", help="How many events.")] = 100_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives the same stream.")] = 7,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output JSON lines (.gz compresses).")] = Path(
+        "events.jsonl"
+    ),
+    rate: Annotated[float, typer.Option("--rate", help="Average events per second of event time.")] = 200.0,
+) -> None:
+    """Write the synthetic payment stream (with labelled fraud patterns) as JSON lines."""
+    from riskstream.sources.generator import write_jsonl
+
+    n = write_jsonl(out_path, events, seed, rate_per_s=rate)
+    out.print(f"wrote {n:,} events to {out_path}", highlight=False)
+
+
+@app.command()
+def run(
+    config: SpecOpt,
+    source: Annotated[str | None, typer.Option("--source", help="file:PATH, stdin:, generator:?events=N&seed=S, kafka://HOST:PORT/TOPIC")] = None,
+    data_dir: DataDirOpt = Path("riskstream-data"),
+    until_end: Annotated[bool, typer.Option("--until-end", help="Stop at the end of a bounded source.")] = False,
+    summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Also write the summary as JSON.")] = None,
+    from_time: Annotated[str | None, typer.Option("--from", help="Replay: first event time (Kafka).")] = None,
+    to_time: Annotated[str | None, typer.Option("--to", help="Replay: end of the event time range (Kafka).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on the terminal.")] = False,
+    serve: Annotated[bool, typer.Option("--serve", help="Also serve the HTTP API and web UI.")] = False,
+    port: Annotated[int, typer.Option("--port", help="HTTP port with --serve.")] = 8080,
+) -> None:
+    """Run a pipeline; restarting with the same data dir resumes from the last checkpoint."""
+    from riskstream.runners.session import run_pipeline
+
+    summary = run_pipeline(
+        config,
+        source_uri=source,
+        data_dir=data_dir,
+        until_end=until_end,
+        from_time=from_time,
+        to_time=to_time,
+        quiet=quiet,
+        serve=serve,
+        port=port,
+        console=err,
+    )
+    if summary_json is not None:
+        summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+
+
+@app.command()
+def query(
+    config: SpecOpt,
+    metric: Annotated[str, typer.Argument(help="Metric name from the spec.")],
+    key: Annotated[str, typer.Argument(help="Key: the dimension value(s), joined by | for several.")],
+    from_time: Annotated[str, typer.Option("--from", help="Start (inclusive): epoch ms or ISO-8601.")],
+    to_time: Annotated[str, typer.Option("--to", help="End (exclusive): epoch ms or ISO-8601.")],
+    data_dir: DataDirOpt = Path("riskstream-data"),
+) -> None:
+    """Print one JSON object: the metric's stats over [from, to), stitched across tiers."""
+    from riskstream.query.range import parse_time, query_range
+    from riskstream.spec.load import load_spec
+    from riskstream.store.duck import Store
+
+    spec = load_spec(config)
+    store = Store(data_dir, read_only=True)
+    result = query_range(spec, store, metric, key, parse_time(from_time), parse_time(to_time))
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option("--events", "-n", help="How many generated events.")] = 60_000,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Keep the demo's store here.")] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Then serve the API and web UI on the result.")] = False,
+    port: Annotated[int, typer.Option("--port")] = 8080,
+) -> None:
+    """Generate a payment stream with labelled fraud, run the example pipelines, show what they caught."""
+    from riskstream.runners.demo import run_demo
+
+    run_demo(events=events, seed=seed, data_dir=data_dir, serve=serve, port=port, console=out)
+
+
+def _die(message: str, code: int = 2) -> NoReturn:
+    err.print(f"riskstream: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every known error becomes one line on stderr and exit status 2."""
+    import click
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except RiskstreamError as exc:
+        _die(str(exc))
+    except click.ClickException as exc:
+        _die(exc.format_message())
+    except (click.Abort, KeyboardInterrupt):
+        _die("interrupted", 130)
+    except Exception as exc:  # a bug: still one line, with the type to report it by
+        _die(f"internal error: {type(exc).__name__}: {exc}", code=1)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Raw event bytes -> a typed Polars batch; malformed events -> quarantine records.
+
+Fast path: one ``polars.read_ndjson`` over the whole batch with an explicit schema
+(strict for numbers and booleans). Only when that fails (rare: some line is bad)
+does a per-line validator find the bad lines, which are quarantined, and the good
+lines are parsed again in one call.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import polars as pl
+
+from riskstream.sources.base import RawBatch
+
+#: Polars dtypes per declared field type; ``str``/``any`` accept any JSON value as text.
+_DTYPES: dict[str, pl.DataType] = {
+    "float": pl.Float64(),
+    "int": pl.Int64(),
+    "str": pl.String(),
+    "bool": pl.Boolean(),
+    "any": pl.String(),
+}
+
+_ISO_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%:z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+)
+
+TIME = "_t"
+SEQ = "_seq"
+POS = "_pos"
+RAW = "_raw"
+EID = "_id"
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One rejected event: a reason code, a readable reason, where it came from, its bytes."""
+
+    code: str
+    reason: str
+    position: str
+    raw: bytes
+
+    def record(self) -> dict[str, Any]:
+        """The JSON line written to ``quarantine.jsonl``."""
+        return {
+            "reason": self.code,
+            "detail": self.reason,
+            "position": self.position,
+            "raw": self.raw.decode("utf-8", errors="backslashreplace"),
+        }
+
+
+@dataclass
+class Decoded:
+    """A decoded batch: typed columns plus ``_t`` (ms), ``_seq``, ``_pos``, ``_raw``, ``_id``."""
+
+    frame: pl.DataFrame
+    quarantined: list[Quarantined]
+
+
+class Decoder:
+    """Decodes raw batches into the columns the pipeline reads (and only those)."""
+
+    def __init__(
+        self,
+        *,
+        time_field: str,
+        id_field: str | None,
+        fields: Mapping[str, str],
+        max_bytes: int,
+        max_lateness_ms: int,
+    ) -> None:
+        self.time_field = time_field
+        self.id_field = id_field
+        self.fields = {k: v for k, v in fields.items() if k != time_field}
+        if id_field and id_field not in self.fields:
+            self.fields[id_field] = "str"
+        self.max_bytes = max_bytes
+        self.max_lateness_ms = max_lateness_ms
+        self.schema: dict[str, pl.DataType] = {time_field: pl.String()}
+        for name, kind in self.fields.items():
+            self.schema[name] = _DTYPES[kind]
+        self._decoder = msgspec.json.Decoder()
+
+    def decode(self, batch: RawBatch, seq0: int, watermark: int | None) -> Decoded:
+        """Decode ``batch``; ``seq0`` numbers events in ingestion order; ``watermark`` is the max time seen."""
+        lines, positions = batch.lines, batch.positions
+        bad: list[Quarantined] = []
+        keep = list(range(len(lines)))
+        if lines and max(map(len, lines)) > self.max_bytes:
+            keep = [i for i in keep if len(lines[i]) <= self.max_bytes]
+            bad += [
+                Quarantined("oversized", f"event of {len(lines[i])} bytes exceeds {self.max_bytes}", positions[i], lines[i])
+                for i in range(len(lines))
+                if len(lines[i]) > self.max_bytes
+            ]
+        frame = self._read(lines, keep)
+        if frame is None:
+            good: list[int] = []
+            for i in keep:
+                problem = self._validate(lines[i])
+                if problem is None:
+                    good.append(i)
+                else:
+                    bad.append(Quarantined(problem[0], problem[1], positions[i], lines[i]))
+            keep = good
+            frame = self._read(lines, keep)
+            if frame is None:  # the validator and Polars disagree: fall back to one line at a time
+                frame, keep, more = self._read_one_by_one(lines, positions, keep)
+                bad += more
+        frame = frame.with_columns(
+            pl.Series(SEQ, [seq0 + i for i in keep], dtype=pl.Int64),
+            pl.Series(POS, [positions[i] for i in keep], dtype=pl.String),
+            pl.Series(RAW, [lines[i] for i in keep], dtype=pl.Binary),
+        )
+        frame, more_bad = self._times(frame, watermark)
+        bad += more_bad
+        return Decoded(frame, bad)
+
+    def _read(self, lines: list[bytes], keep: list[int]) -> pl.DataFrame | None:
+        if not keep:
+            return pl.DataFrame(schema=self.schema)
+        if len(keep) == len(lines):
+            buf = b"\n".join(lines)
+        else:
+            buf = b"\n".join([lines[i] for i in keep])
+        if any(not line.strip() for line in (lines[i] for i in keep)):
+            return None  # empty lines would be skipped silently by Polars; let the validator see them
+        try:
+            frame = pl.read_ndjson(io.BytesIO(buf), schema=self.schema)
+        except Exception:  # Polars raises ComputeError/SchemaError subclasses for bad input
+            return None
+        return frame if frame.height == len(keep) else None
+
+    def _read_one_by_one(
+        self, lines: list[bytes], positions: list[str], keep: list[int]
+    ) -> tuple[pl.DataFrame, list[int], list[Quarantined]]:
+        frames, good, bad = [], [], []
+        for i in keep:
+            one = self._read(lines, [i]) if lines[i].strip() else None
+            if one is None or one.height != 1:
+                bad.append(Quarantined("not_json", "not parsable as a JSON object", positions[i], lines[i]))
+            else:
+                frames.append(one)
+                good.append(i)
+        frame = pl.concat(frames) if frames else pl.DataFrame(schema=self.schema)
+        return frame, good, bad
+
+    def _validate(self, line: bytes) -> tuple[str, str] | None:
+        if not line.strip():
+            return "not_json", "empty line"
+        try:
+            obj = self._decoder.decode(line)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            return "not_json", f"not JSON: {str(exc).splitlines()[0]}"
+        if not isinstance(obj, dict):
+            return "not_object", f"not a JSON object but {type(obj).__name__}"
+        t = obj.get(self.time_field)
+        if t is None:
+            return "missing_time", f"missing time field {self.time_field!r}"
+        if isinstance(t, bool) or not isinstance(t, int | float | str):
+            return "bad_time", f"unparsable time {t!r}"
+        for name, kind in self.fields.items():
+            v = obj.get(name)
+            if v is None:
+                continue
+            if kind == "float" and (isinstance(v, bool) or not isinstance(v, int | float)):
+                return "wrong_type", f"field {name!r} should be a number, got {_short(v)}"
+            if kind == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+                return "wrong_type", f"field {name!r} should be an integer, got {_short(v)}"
+            if kind == "bool" and not isinstance(v, bool):
+                return "wrong_type", f"field {name!r} should be true or false, got {_short(v)}"
+        return None
+
+    def _times(self, frame: pl.DataFrame, watermark: int | None) -> tuple[pl.DataFrame, list[Quarantined]]:
+        raw_t = pl.col(self.time_field)
+        as_number = raw_t.cast(pl.Float64, strict=False)
+        as_iso = pl.coalesce(
+            [raw_t.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="ms") for fmt in _ISO_FORMATS]
+        ).dt.epoch("ms")
+        frame = frame.with_columns(
+            pl.when(as_number.is_not_null() & as_number.is_finite())
+            .then(as_number.floor().cast(pl.Int64, strict=False))
+            .otherwise(as_iso)
+            .alias(TIME)
+        )
+        id_expr = pl.col(self.id_field).cast(pl.String) if self.id_field else pl.lit(None, pl.String)
+        frame = frame.with_columns(pl.coalesce([id_expr, pl.col(POS)]).alias(EID))
+        bad: list[Quarantined] = []
+        missing = frame.filter(pl.col(TIME).is_null())
+        if missing.height:
+            for row in missing.select(self.time_field, POS, RAW).iter_rows():
+                code = "missing_time" if row[0] is None else "bad_time"
+                why = f"missing time field {self.time_field!r}" if row[0] is None else f"unparsable time {row[0]!r}"
+                bad.append(Quarantined(code, why, row[1], row[2]))
+            frame = frame.filter(pl.col(TIME).is_not_null())
+        # Lateness is judged against the max time seen before each event, in ingestion order.
+        seen = pl.col(TIME).cum_max()
+        if watermark is not None:
+            seen = pl.max_horizontal(seen, pl.lit(watermark, pl.Int64))
+        late_mask = frame.select((pl.col(TIME) < seen - self.max_lateness_ms).alias("late"))["late"]
+        if late_mask.any():
+            late = frame.filter(late_mask)
+            for pos, raw, t in late.select(POS, RAW, TIME).iter_rows():
+                bad.append(Quarantined("too_late", f"event time {t} is older than max_lateness", pos, raw))
+            frame = frame.filter(~late_mask)
+        return frame, bad
+
+
+def _short(v: object) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,301 @@
+"""One micro-batch through the engine: decode, metrics, features, rules, cases.
+
+The pipeline holds the in-memory state (pending buckets, feature tails, throttles)
+and hands a :class:`Checkpoint` to the runner, which writes it to the store.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import polars as pl
+
+from riskstream.engine import features as feat
+from riskstream.engine.decode import EID, RAW, SEQ, TIME, Decoder, Quarantined
+from riskstream.engine.metrics import CompiledMetric, Pending
+from riskstream.engine.tiers import KEY
+from riskstream.rules import CompiledExpr, ListRegistry
+from riskstream.sinks.case import Case, case_id_for
+from riskstream.spec.check import compile_rules, compile_wheres, feature_tier
+from riskstream.spec.durations import TIER_MS, parse_duration
+from riskstream.spec.model import PipelineSpec
+from riskstream.store.checkpoint import Checkpoint
+
+_RECENT_CASE_IDS = 1_000_000
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did."""
+
+    events: int
+    quarantined: list[Quarantined]
+    cases: list[Case]
+    max_time: int | None
+
+
+@dataclass
+class _RuleRuntime:
+    name: str
+    compiled: CompiledExpr
+    action: str
+    score: float
+    throttle_key: str | None
+    throttle_ms: int
+
+
+@dataclass
+class _FeatureGroup:
+    """Feature requests of one metric at one tier, with the state they slide over."""
+
+    metric: str
+    tier: str
+    requests: list[feat.Request]
+    horizon_ms: int
+    tail: list[pl.DataFrame] = field(default_factory=list)
+
+
+class Pipeline:
+    """The engine for one spec; call :meth:`process` per batch, :meth:`take_checkpoint` to persist."""
+
+    def __init__(self, spec: PipelineSpec, base_dir: Path | None = None) -> None:
+        self.spec = spec
+        self.base_dir = base_dir or Path.cwd()
+        self.lists = _registry(spec, self.base_dir)
+        wheres = compile_wheres(spec)
+        self.metrics = [CompiledMetric(name, m, wheres.get(name)) for name, m in spec.metrics.items()]
+        self._install_rules(spec)
+        self.decoder = Decoder(
+            time_field=spec.event.time,
+            id_field=spec.event.id,
+            fields=self._needed_fields(),
+            max_bytes=spec.event.max_bytes,
+            max_lateness_ms=parse_duration(spec.event.max_lateness),
+        )
+        self.pending = Pending()
+        self.watermark: int | None = None
+        self.next_seq = 0
+        self.next_case_seq = 1
+        self.throttles: dict[tuple[str, str], int] = {}
+        self._new_throttles: list[tuple[str, str, int]] = []
+        self._rule_hits: dict[str, int] = {}
+        self._recent_ids: OrderedDict[str, None] = OrderedDict()
+        self.rule_hits_total: dict[str, int] = {}
+
+    # ---- setup -------------------------------------------------------------------------
+
+    def _install_rules(self, spec: PipelineSpec) -> None:
+        compiled = compile_rules(spec)
+        self.rules = [
+            _RuleRuntime(
+                name,
+                compiled[name],
+                r.action,
+                r.score,
+                r.once_per.key if r.once_per else None,
+                parse_duration(r.once_per.within) if r.once_per else 0,
+            )
+            for name, r in spec.rules.items()
+            if r.enabled
+        ]
+        groups: dict[tuple[str, str], _FeatureGroup] = {}
+        lateness = parse_duration(spec.event.max_lateness)
+        for rule in self.rules:
+            for ref in rule.compiled.features:
+                tier = feature_tier(spec, ref.window_ms)
+                key = (ref.metric, tier)
+                horizon = ref.window_ms + min(lateness, spec.retention_ms(tier))
+                old = getattr(self, "_groups", {}).get(key)
+                group = groups.setdefault(
+                    key, _FeatureGroup(ref.metric, tier, [], horizon, old.tail if old else [])
+                )
+                group.horizon_ms = max(group.horizon_ms, horizon)
+                if all(r.name != ref.name for r in group.requests):
+                    group.requests.append(feat.Request(ref.name, ref.stat, ref.window_ms))
+        self._groups = groups
+
+    def _needed_fields(self) -> dict[str, str]:
+        declared = self.spec.event.fields or {}
+        need: dict[str, str] = {}
+
+        def add(name: str, default: str) -> None:
+            need[name] = declared.get(name, default)
+
+        for m in self.metrics:
+            for d in m.spec.dimension:
+                add(d, "str")
+            if m.spec.value:
+                add(m.spec.value, "float" if m.numeric else "str")
+        for expr in self._all_expressions():
+            for f in expr.fields:
+                add(f, "any")
+        for r in self.rules:
+            if r.throttle_key:
+                add(r.throttle_key, "str")
+        return need
+
+    def _all_expressions(self) -> list[CompiledExpr]:
+        return [r.compiled for r in self.rules] + list(compile_wheres(self.spec).values())
+
+    def reload(self, spec: PipelineSpec) -> None:
+        """Switch to ``spec``'s rules and lists (metrics, tiers and event shape must be unchanged)."""
+        self.lists = _registry(spec, self.base_dir)
+        self.spec = spec
+        self._install_rules(spec)
+        self.decoder = Decoder(
+            time_field=spec.event.time,
+            id_field=spec.event.id,
+            fields=self._needed_fields(),
+            max_bytes=spec.event.max_bytes,
+            max_lateness_ms=parse_duration(spec.event.max_lateness),
+        )
+
+    # ---- the batch ---------------------------------------------------------------------
+
+    def process(self, lines_batch: object) -> BatchOutcome:
+        """Run one raw batch (a :class:`RawBatch`) through every stage."""
+        from riskstream.sources.base import RawBatch
+
+        assert isinstance(lines_batch, RawBatch)
+        self.lists.refresh()
+        decoded = self.decoder.decode(lines_batch, self.next_seq, self.watermark)
+        self.next_seq += len(lines_batch.lines)
+        frame = decoded.frame
+        if not frame.height:
+            return BatchOutcome(0, decoded.quarantined, [], None)
+        contribs = {m.name: m.contributions(frame, self.lists) for m in self.metrics}
+        features = self._features(frame, contribs)
+        cases = self._rules(frame.hstack(features.get_columns()) if features.width else frame)
+        for m in self.metrics:
+            self.pending.add(m, contribs[m.name], self.spec.tiers)
+        self._advance_tails(contribs)
+        max_t = frame[TIME].max()
+        assert isinstance(max_t, int)
+        self.watermark = max_t if self.watermark is None else max(self.watermark, max_t)
+        return BatchOutcome(frame.height, decoded.quarantined, cases, max_t)
+
+    def _features(self, frame: pl.DataFrame, contribs: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        cols: list[pl.Series] = []
+        by_name = {m.name: m for m in self.metrics}
+        for (metric, tier), group in self._groups.items():
+            m = by_name[metric]
+            queries = frame.select(m.key_expr().alias(KEY), pl.col(TIME), pl.col(SEQ))
+            state = pl.concat(group.tail) if group.tail else pl.DataFrame(schema=feat.STATE_SCHEMA)
+            # Only buckets the store retains count, so a restarted engine sees the same state.
+            state = state.filter(pl.col("b") >= self.available_from()[tier])
+            out = feat.compute(queries, contribs[metric], state, tier, group.requests)
+            cols.extend(out.get_columns())
+        return pl.DataFrame(cols) if cols else pl.DataFrame()
+
+    def _advance_tails(self, contribs: dict[str, pl.DataFrame]) -> None:
+        for (metric, tier), group in self._groups.items():
+            rows = feat.state_rows(contribs[metric], tier)
+            if rows.height:
+                group.tail.append(rows)
+            wm = self.watermark
+            if wm is not None and len(group.tail) > 16:
+                cutoff = wm - group.horizon_ms - TIER_MS[tier]
+                merged = pl.concat(group.tail).filter(pl.col("b") >= cutoff)
+                group.tail = [merged]
+
+    def _rules(self, frame: pl.DataFrame) -> list[Case]:
+        if not self.rules:
+            return []
+        exprs = [r.compiled.expr(self.lists).fill_null(False).alias(f"__rule_{i}") for i, r in enumerate(self.rules)]
+        hits = frame.select(pl.int_range(pl.len()).alias("_row"), *exprs)
+        cases: list[Case] = []
+        for i, rule in enumerate(self.rules):
+            rows = hits.filter(pl.col(f"__rule_{i}"))["_row"]
+            if not rows.len():
+                continue
+            feat_names = [f.name for f in rule.compiled.features]
+            cols = [EID, TIME, RAW, *feat_names]
+            if rule.throttle_key:
+                cols.append(rule.throttle_key)
+            sel = frame[rows].select(list(dict.fromkeys(cols)))
+            for row in sel.iter_rows(named=True):
+                event_id = str(row[EID])
+                if rule.throttle_key:
+                    tkey = str(row[rule.throttle_key])
+                    until = self.throttles.get((rule.name, tkey))
+                    if until is not None and row[TIME] < until:
+                        continue
+                    self.throttles[(rule.name, tkey)] = row[TIME] + rule.throttle_ms
+                    self._new_throttles.append((rule.name, tkey, row[TIME] + rule.throttle_ms))
+                cid = case_id_for(self.spec.name, rule.name, event_id)
+                if cid in self._recent_ids:
+                    continue
+                self._recent_ids[cid] = None
+                if len(self._recent_ids) > _RECENT_CASE_IDS:
+                    self._recent_ids.popitem(last=False)
+                cases.append(
+                    Case(
+                        case_id=cid,
+                        pipeline=self.spec.name,
+                        rule=rule.name,
+                        action=rule.action,
+                        score=rule.score,
+                        event_id=event_id,
+                        event_time=int(row[TIME]),
+                        features={n: row[n] for n in feat_names},
+                        event=orjson.loads(row[RAW]),
+                        seq=self.next_case_seq,
+                    )
+                )
+                self.next_case_seq += 1
+                self._rule_hits[rule.name] = self._rule_hits.get(rule.name, 0) + 1
+                self.rule_hits_total[rule.name] = self.rule_hits_total.get(rule.name, 0) + 1
+        return cases
+
+    # ---- persistence -------------------------------------------------------------------
+
+    def take_checkpoint(self, source: str, positions: dict[str, int], cases: list[Case]) -> Checkpoint:
+        """Everything pending, as one checkpoint; the pending state is cleared."""
+        parts, sketches, dists = self.pending.frames()
+        cp = Checkpoint(
+            source=source,
+            positions=dict(positions),
+            partials=parts,
+            sketches=sketches,
+            distributions=dists,
+            cases=list(cases),
+            throttles=list(self._new_throttles),
+            rule_hits=dict(self._rule_hits),
+            meta={"next_case_seq": str(self.next_case_seq), "pipeline": self.spec.name},
+        )
+        if self.watermark is not None:
+            cp.meta["watermark"] = str(self.watermark)
+        self.pending.clear()
+        self._new_throttles.clear()
+        self._rule_hits.clear()
+        return cp
+
+    def restore(self, meta: dict[str, str], tails: dict[tuple[str, str], pl.DataFrame], throttles: dict[tuple[str, str], int]) -> None:
+        """Load state saved by earlier runs (watermark, case numbering, feature tails, throttles)."""
+        if "watermark" in meta:
+            self.watermark = int(meta["watermark"])
+        self.next_case_seq = int(meta.get("next_case_seq", "1"))
+        for key, rows in tails.items():
+            if key in self._groups and rows.height:
+                self._groups[key].tail = [rows]
+        self.throttles.update(throttles)
+
+    def available_from(self) -> dict[str, int]:
+        """First retained bucket start per tier at the current watermark."""
+        from riskstream.query.stitch import available_from
+
+        retention = {t: self.spec.retention_ms(t) for t in self.spec.tiers}
+        return available_from(self.watermark, self.spec.tiers, retention)
+
+    def feature_slots(self) -> dict[tuple[str, str], int]:
+        """(metric, tier) -> horizon in ms, for loading feature tails from the store."""
+        return {k: g.horizon_ms for k, g in self._groups.items()}
+
+
+def _registry(spec: PipelineSpec, base_dir: Path) -> ListRegistry:
+    inline = {n: lst.values for n, lst in spec.lists.items() if lst.values is not None}
+    files = {n: lst.file for n, lst in spec.lists.items() if lst.file is not None}
+    return ListRegistry(inline, files, base_dir=base_dir)

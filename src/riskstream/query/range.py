@@ -1,0 +1,165 @@
+"""Answer ``metric, key, [from, to)`` from stored buckets via a stitched plan."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from riskstream.engine import sketch
+from riskstream.engine.tiers import merge_rows
+from riskstream.errors import UsageError
+from riskstream.query.stitch import Plan, available_from, plan_range
+from riskstream.spec.model import PipelineSpec
+from riskstream.store.duck import Store
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Buckets not yet checkpointed (the running engine's), merged into in-process answers."""
+
+    partials: dict[tuple[str, str], pl.DataFrame]
+    sketches: dict[tuple[str, str], pl.DataFrame]
+    distributions: dict[tuple[str, str], pl.DataFrame]
+
+
+def iso(ms: int) -> str:
+    """Epoch ms as ISO-8601 UTC with milliseconds."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(text: str | int) -> int:
+    """Epoch milliseconds or ISO-8601 (``Z`` or an offset; no zone means UTC) -> epoch ms."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip()
+    if s.lstrip("-").isdigit():
+        return int(s)
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"bad time {s!r}: use epoch milliseconds or ISO-8601 like 2026-01-05T10:00:00Z") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def query_range(
+    spec: PipelineSpec, store: Store, metric: str, key: str, frm: int, to: int, pending: Pending | None = None
+) -> dict[str, Any]:
+    """The stitched answer as the JSON-ready dict printed by ``riskstream query``."""
+    if metric not in spec.metrics:
+        known = ", ".join(sorted(spec.metrics)) or "none"
+        raise UsageError(f"unknown metric {metric!r} (metrics: {known})")
+    if to <= frm:
+        raise UsageError(f"empty range: --to ({to}) must be after --from ({frm})")
+    m = spec.metrics[metric]
+    meta = store.meta()
+    watermark = int(meta["watermark"]) if "watermark" in meta else None
+    retention = {t: spec.retention_ms(t) for t in spec.tiers}
+    plan = plan_range(frm, to, spec.tiers, available_from(watermark, spec.tiers, retention))
+    where, args = _segments_sql(plan)
+    numeric = store.frame(
+        f"SELECT tier, start, count, sum, min, max, m2 FROM buckets WHERE metric = ? AND key = ? AND ({where})",
+        [metric, key, *args],
+    )
+    stats: dict[str, Any] = {}
+    frames = [numeric]
+    if pending is not None:
+        frames += [_pending_rows(pending.partials, metric, t, key, plan) for t in spec.tiers]
+    frames = [f.select("count", "sum", "min", "max", "m2") for f in frames if f.height]
+    stats.update(_numeric_stats(frames, m.stats))
+    if "distinct" in m.stats:
+        blobs = [
+            bytes(b)
+            for (b,) in store.select(
+                f"SELECT hll FROM sketches WHERE metric = ? AND key = ? AND ({where})", [metric, key, *args]
+            )
+        ]
+        if pending is not None:
+            for t in spec.tiers:
+                rows = _pending_rows(pending.sketches, metric, t, key, plan)
+                blobs += [bytes(b) for b in rows["hll"]] if rows.height else []
+        stats["distinct"] = sketch.estimate(sketch.merge(blobs)) if blobs else 0.0
+    if "distribution" in m.stats:
+        dist = store.frame(
+            f"SELECT category, count FROM distributions WHERE metric = ? AND key = ? AND ({where})",
+            [metric, key, *args],
+        )
+        parts = [dist]
+        if pending is not None:
+            parts += [_pending_rows(pending.distributions, metric, t, key, plan) for t in spec.tiers]
+        parts = [p.select("category", "count") for p in parts if p.height]
+        total = pl.concat(parts).group_by("category").agg(pl.col("count").sum()) if parts else None
+        stats["distribution"] = (
+            {} if total is None else dict(sorted(zip(total["category"], total["count"].to_list(), strict=True)))
+        )
+    return {
+        "metric": metric,
+        "key": key,
+        "requested": {"from": frm, "to": to, "from_iso": iso(frm), "to_iso": iso(to)},
+        "effective": {
+            "from": plan.effective_from,
+            "to": plan.effective_to,
+            "from_iso": iso(plan.effective_from),
+            "to_iso": iso(plan.effective_to),
+        },
+        "resolution": plan.resolution,
+        "exact": plan.exact_for(frm, to),
+        "buckets": len(plan.segments),
+        **stats,
+        "stats": stats,
+    }
+
+
+def _segments_sql(plan: Plan) -> tuple[str, list[Any]]:
+    if not plan.segments:
+        return "FALSE", []
+    parts, args = [], []
+    for seg in plan.segments:
+        parts.append("(tier = ? AND start >= ? AND start < ?)")
+        args += [seg.tier, seg.start, seg.end]
+    return " OR ".join(parts), args
+
+
+def _pending_rows(
+    source: dict[tuple[str, str], pl.DataFrame], metric: str, tier: str, key: str, plan: Plan
+) -> pl.DataFrame:
+    frame = source.get((metric, tier))
+    if frame is None or not frame.height:
+        return pl.DataFrame()
+    cond = pl.lit(False)
+    for seg in plan.segments:
+        if seg.tier == tier:
+            cond = cond | ((pl.col("start") >= seg.start) & (pl.col("start") < seg.end))
+    return frame.filter((pl.col("key") == key) & cond)
+
+
+def _numeric_stats(frames: list[pl.DataFrame], wanted: list[str]) -> dict[str, Any]:
+    if frames:
+        rows = pl.concat(frames, how="vertical_relaxed").with_columns(pl.lit(0).alias("_g"))
+        merged = merge_rows(rows, ["_g"]).row(0, named=True)
+    else:
+        merged = {"count": 0, "sum": 0.0, "min": None, "max": None, "m2": 0.0}
+    n = int(merged["count"] or 0)
+    total = float(merged["sum"] or 0.0)
+    var = (float(merged["m2"]) / n) if n else None
+    if var is not None:
+        var = max(var, 0.0)
+    values: dict[str, Any] = {
+        "count": n,
+        "sum": total,
+        "avg": total / n if n else None,
+        "min": merged["min"] if n else None,
+        "max": merged["max"] if n else None,
+        "var": var,
+        "stddev": math.sqrt(var) if var is not None else None,
+    }
+    out = {"count": n}
+    for stat in wanted:
+        if stat in values:
+            out[stat] = values[stat]
+    return out

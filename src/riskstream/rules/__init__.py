@@ -1,0 +1,64 @@
+"""The rule expression language: parsed with lark, type-checked once, evaluated as polars expressions.
+
+Used for rule ``when:`` conditions and metric ``where:`` clauses. Never ``eval``'d.
+
+Language
+--------
+* literals: ``12`` ``1.5`` ``'single'`` ``"double"`` (``\\'`` ``\\n`` escapes) ``true`` ``false`` ``null``
+* event fields: bare identifiers (``amount``, ``card_id``); no dots
+* features: ``metric.stat(window)``, e.g. ``card.count(1m)``, ``merchant_cards.distinct(1h)``;
+  stats ``count sum avg min max var stddev distinct``; windows ``30s 5m 1h 7d 30d``
+* ``and or not`` (Kleene logic), ``== != < <= > >=`` (no chaining), ``+ - * /``, unary ``-``, ``( )``
+* ``x in LIST`` / ``x not in LIST``: LIST is a named list or an inline ``['a', 'b']`` / ``[1, 2.5]``
+* ``contains_any(text, LIST)``: case-insensitive, whole-word keyword/phrase match
+* ``abs(x) lower(s) upper(s) len(s) coalesce(a, b, ...) is_null(x)``
+* keywords (``and or not in true false null``) are case-insensitive and reserved
+
+Semantics (the integrator must know)
+------------------------------------
+* Nulls: a comparison, arithmetic or ``in`` with a null operand is null; ``and``/``or`` are Kleene
+  (``false and null`` = false, ``true or null`` = true); a boolean expression's final null becomes
+  false (``fill_null(False)``), so a rule on a missing field simply does not fire.
+  ``x == null`` / ``x != null`` are null tests (same as ``is_null(x)`` / ``not is_null(x)``).
+* Arithmetic is Float64; ``x / 0`` and NaN results are null; NaN in float columns is read as null.
+* Declared fields are cast (non-strict) to their type: float->Float64, int->Int64, str->String,
+  bool->Boolean, so a null-filled (dtype Null) column is fine. ``any`` fields (``ctx.fields is None``
+  or declared ``any``) are cast to what their context needs (number, string, boolean).
+* Feature columns are read as Float64 from the column named ``FeatureRef.name`` (``card.count(1m)``).
+* Named lists hold strings; ``in`` is exact and case-sensitive; ``contains_any`` lower-cases and
+  treats every run of non-word characters as a word break (``_`` is a word character).
+* The polars expression has no fixed output name: ``alias`` it. Call ``expr(lists)`` again after
+  ``ListRegistry.refresh()`` reports a change (or simply per batch: it is cheap).
+
+Public API
+----------
+``compile_expression(text, ctx, *, allow_features=True, expect_bool=True) -> CompiledExpr``
+(raises :class:`ExpressionError` with ``col`` and ``message``), :class:`FeatureRef`,
+:class:`RuleContext`, :class:`CompiledExpr`, :class:`ListValues`, :class:`ListRegistry`,
+:class:`ListLoadError`, ``STATS``.
+"""
+
+from __future__ import annotations
+
+from riskstream.rules.compiler import (
+    STATS,
+    CompiledExpr,
+    FeatureRef,
+    RuleContext,
+    compile_expression,
+)
+from riskstream.rules.lists import ListLoadError, ListRegistry, ListValues, PreparedList
+from riskstream.rules.parser import ExpressionError
+
+__all__ = [
+    "STATS",
+    "CompiledExpr",
+    "ExpressionError",
+    "FeatureRef",
+    "ListLoadError",
+    "ListRegistry",
+    "ListValues",
+    "PreparedList",
+    "RuleContext",
+    "compile_expression",
+]

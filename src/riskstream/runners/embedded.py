@@ -1,0 +1,284 @@
+"""The embedded runner: one process drives source -> pipeline -> checkpoint -> sinks.
+
+Exactly-once: each checkpoint writes buckets, source positions, new cases
+(outbox), throttles and the quarantine length in one store transaction; sinks
+deliver only after the commit and resume from their recorded marks.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import polars as pl
+
+from riskstream.engine.pipeline import Pipeline
+from riskstream.errors import SpecError
+from riskstream.runners.lock import DataDirLock
+from riskstream.runners.quarantine import QuarantineFile
+from riskstream.sinks.base import Sink
+from riskstream.sinks.case import Case
+from riskstream.sources.base import Source
+from riskstream.spec.durations import parse_duration
+from riskstream.spec.load import load_spec
+from riskstream.spec.model import PipelineSpec
+from riskstream.store.duck import Store
+
+_COMPACT_EVERY_S = 30.0
+
+
+@dataclass
+class RunStats:
+    """Counters shown live and in the summary."""
+
+    events: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    cases: int = 0
+    cases_by_rule: Counter[str] = field(default_factory=Counter)
+    checkpoints: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    reloads: int = 0
+    reload_errors: list[str] = field(default_factory=list)
+    lag: dict[str, int] = field(default_factory=dict)
+    last_batch_s: float = 0.0
+    last_checkpoint_s: float = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since start (until the end, once finished)."""
+        return (self.finished or time.monotonic()) - self.started
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary (``--summary-json``)."""
+        return {
+            "events": self.events,
+            "events_per_s": round(self.events / self.elapsed, 1) if self.elapsed > 0 else 0.0,
+            "elapsed_s": round(self.elapsed, 3),
+            "quarantined": sum(self.quarantined.values()),
+            "quarantined_by_reason": dict(self.quarantined),
+            "cases": self.cases,
+            "cases_by_rule": dict(self.cases_by_rule),
+            "checkpoints": self.checkpoints,
+            "reloads": self.reloads,
+            "reload_errors": list(self.reload_errors),
+            "lag": dict(self.lag),
+        }
+
+
+class EmbeddedRunner:
+    """Runs one pipeline over one source into one data dir."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        source: Source,
+        data_dir: Path,
+        sinks: Callable[[dict[str, int]], list[Sink]],
+        *,
+        spec_path: Path | None = None,
+        on_batch: Callable[[RunStats], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.source = source
+        self.data_dir = data_dir
+        self._make_sinks = sinks
+        self.sinks: list[Sink] = []
+        self.spec_path = spec_path
+        self.on_batch = on_batch
+        self.log = log or (lambda msg: None)
+        self.stats = RunStats()
+        self.pipeline = Pipeline(spec, spec_path.parent if spec_path else None)
+        self._stop = False
+        self._spec_mtime = spec_path.stat().st_mtime_ns if spec_path else 0
+
+    def request_stop(self, *_: object) -> None:
+        """Finish the current batch, checkpoint and stop (SIGTERM/SIGINT)."""
+        self._stop = True
+
+    def run(self, *, install_signals: bool = True) -> RunStats:
+        """Run until the source ends (bounded) or a stop is requested."""
+        if install_signals:
+            self._install_signals()
+        with DataDirLock(self.data_dir):
+            store = Store(self.data_dir)
+            self._recover(store)
+            try:
+                self._loop(store)
+            finally:
+                self.source.close()
+                self.quarantine.close()
+                for sink in self.sinks:
+                    sink.close()
+        self.stats.finished = time.monotonic()
+        return self.stats
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # ---- recovery ----------------------------------------------------------------------
+
+    def _recover(self, store: Store) -> None:
+        meta = store.meta()
+        self.quarantine = QuarantineFile(self.data_dir / "quarantine.jsonl", int(meta.get("quarantine_bytes", "0")))
+        positions = store.positions(self.source.name)
+        if positions:
+            self.source.seek(positions)
+            self.log(f"resuming {self.source.name} at {positions}")
+        self.positions = dict(positions)
+        tails: dict[tuple[str, str], pl.DataFrame] = {}
+        wm = int(meta["watermark"]) if "watermark" in meta else None
+        if wm is not None:
+            self.pipeline.watermark = wm
+            avail = self.pipeline.available_from()
+            for (metric, tier), horizon in self.pipeline.feature_slots().items():
+                rows = store.frame(
+                    "SELECT key, start AS b, count, sum, m2, min, max FROM buckets "
+                    "WHERE metric = ? AND tier = ? AND start >= ?",
+                    [metric, tier, max(avail[tier], wm - horizon - 1000)],
+                )
+                tails[(metric, tier)] = rows.select(
+                    "key",
+                    "b",
+                    "count",
+                    "sum",
+                    (pl.col("m2") + pl.col("sum") ** 2 / pl.col("count")).alias("sumsq"),
+                    "min",
+                    "max",
+                )
+        throttles = {(str(r), str(k)): int(u) for r, k, u in store.select("SELECT rule, key, until_ms FROM throttles")}
+        self.pipeline.restore(meta, tails, throttles)
+        marks = store.sink_marks()
+        self.sinks = self._make_sinks(marks)
+        for sink in self.sinks:
+            mark = max(marks.get(sink.name, 0), sink.delivered_seq())
+            backlog = store.cases_after(mark)
+            if backlog:
+                self.log(f"re-delivering {len(backlog)} cases to {sink.name}")
+                sink.deliver(backlog)
+        self._store = store
+        self._last_compact = time.monotonic()
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def _loop(self, store: Store) -> None:
+        every_s = parse_duration(self.spec.checkpoint.every) / 1000
+        every_events = self.spec.checkpoint.events
+        cases: list[Case] = []
+        quarantined: list[Any] = []
+        since_events = 0
+        last_cp = time.monotonic()
+        dirty = False
+        while not self._stop:
+            self._maybe_reload()
+            batch = self.source.read_batch(self.spec.batch_size, timeout_s=0.2)
+            if batch is None:
+                break
+            if batch.lines:
+                t0 = time.perf_counter()
+                outcome = self.pipeline.process(batch)
+                self.stats.last_batch_s = time.perf_counter() - t0
+                self.stats.batches += 1
+                self.stats.events += outcome.events
+                for q in outcome.quarantined:
+                    self.stats.quarantined[q.code] += 1
+                quarantined.extend(outcome.quarantined)
+                cases.extend(outcome.cases)
+                for c in outcome.cases:
+                    self.stats.cases_by_rule[c.rule] += 1
+                self.stats.cases += len(outcome.cases)
+                since_events += len(batch.lines)
+                dirty = True
+            if batch.resume:
+                self.positions.update(batch.resume)
+                dirty = True
+            lag = getattr(self.source, "lag", None)
+            if callable(lag):
+                self.stats.lag = lag()
+            if dirty and (since_events >= every_events or time.monotonic() - last_cp >= every_s):
+                self._checkpoint(store, cases, quarantined)
+                cases, quarantined, since_events, dirty = [], [], 0, False
+                last_cp = time.monotonic()
+            if self.on_batch:
+                self.on_batch(self.stats)
+        if dirty or cases or quarantined:
+            self._checkpoint(store, cases, quarantined)
+        for sink in self.sinks:
+            sink.flush(timeout_s=None if not self._stop else 30.0)
+        self._write_marks(store)
+        self._compact(store)
+        if self.on_batch:
+            self.on_batch(self.stats)
+
+    def _checkpoint(self, store: Store, cases: list[Case], quarantined: list[Any]) -> None:
+        t0 = time.perf_counter()
+        qbytes = self.quarantine.append(quarantined)
+        cp = self.pipeline.take_checkpoint(self.source.name, self.positions, cases)
+        cp.meta["quarantine_bytes"] = str(qbytes)
+        cp.sink_marks = {s.name: s.delivered_seq() for s in self.sinks}
+        store.write_checkpoint(cp)
+        for sink in self.sinks:
+            if cases:
+                sink.deliver(cases)
+        self.stats.checkpoints += 1
+        self.stats.last_checkpoint_s = time.perf_counter() - t0
+        if time.monotonic() - self._last_compact > _COMPACT_EVERY_S:
+            self._compact(store)
+
+    def _write_marks(self, store: Store) -> None:
+        from riskstream.store.checkpoint import Checkpoint
+
+        store.write_checkpoint(
+            Checkpoint(source=self.source.name, sink_marks={s.name: s.delivered_seq() for s in self.sinks})
+        )
+
+    def _compact(self, store: Store) -> None:
+        wm = self.pipeline.watermark
+        if wm is not None:
+            from riskstream.query.stitch import available_from
+
+            retention = {t: self.spec.retention_ms(t) for t in self.spec.tiers}
+            avail = available_from(wm, self.spec.tiers, retention)
+            store.compact_before(avail)
+        self._last_compact = time.monotonic()
+
+    def _maybe_reload(self) -> None:
+        if self.spec_path is None:
+            return
+        try:
+            mtime = self.spec_path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._spec_mtime:
+            return
+        self._spec_mtime = mtime
+        try:
+            new = load_spec(self.spec_path)
+            _check_reloadable(self.spec, new)
+            self.pipeline.reload(new)
+        except SpecError as exc:
+            msg = f"spec reload refused, keeping the running rules: {exc}"
+            self.stats.reload_errors.append(str(exc))
+            self.log(msg)
+            return
+        self.spec = new
+        self.stats.reloads += 1
+        self.log(f"spec reloaded: {len(new.rules)} rules, {len(new.lists)} lists")
+
+
+def _check_reloadable(old: PipelineSpec, new: PipelineSpec) -> None:
+    for part in ("name", "event", "tiers", "retention", "metrics"):
+        if getattr(old, part) != getattr(new, part):
+            raise SpecError(part, "changed; only rules and lists reload live (restart to change the rest)")

@@ -1,0 +1,165 @@
+"""The synthetic world behind the payment stream: persons, cards, merchants, shops, titles.
+
+Built once per seed as flat numpy arrays so events can be sampled for a whole block at
+once (``searchsorted`` on cumulative weights), never one Python call per event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+from riskstream.sources._vocab import (
+    BLACKLISTED_SHOPS,
+    CATEGORY_SHARES,
+    COUNTRIES,
+    CURRENCIES,
+    VERIFIED_SHOPS,
+    normal_titles,
+    risky_titles,
+)
+
+IntArr = npt.NDArray[np.int64]
+FloatArr = npt.NDArray[np.float64]
+BoolArr = npt.NDArray[np.bool_]
+
+N_PERSONS = 500_000
+#: A prime, so ``(a + j * s) % N_MERCHANTS`` visits distinct merchants for any step ``s``.
+N_MERCHANTS = 5003
+N_COUNTRIES = len(COUNTRIES)
+
+_CARDS_PER_PERSON = (0.55, 0.30, 0.15)  # 1, 2 or 3 cards
+_NORMAL_AMOUNT_MEDIAN = 35.0
+_NORMAL_AMOUNT_SIGMA = 1.1
+
+
+def _shop_number(shop_id: str) -> int:
+    """The number in a ``shop_N`` id."""
+    return int(shop_id.rsplit("_", 1)[1])
+
+
+@dataclass(frozen=True)
+class Population:
+    """Entities and their popularity; every array is indexed by the entity's ordinal."""
+
+    card_cdf: FloatArr  # cumulative card popularity, last element 1.0
+    card_number: IntArr  # card ordinal -> number shown in card_id
+    card_person: IntArr  # card ordinal -> person ordinal (person_id number - 1)
+    card_country: IntArr  # card ordinal -> country index (the person's home)
+    merchant_cdf: FloatArr  # cumulative Zipf-like merchant popularity
+    merchant_category: IntArr
+    merchant_shop_start: IntArr  # merchant -> first normal shop ordinal
+    merchant_shop_count: IntArr
+    shop_number: IntArr  # shop ordinal -> N in shop_N
+    shop_owner: IntArr  # shop ordinal -> merchant
+    normal_shop_ids: IntArr  # ordinals of normal shops that are not verified
+    blacklisted: IntArr  # ordinals of BLACKLISTED_SHOPS
+    verified: IntArr  # ordinals of VERIFIED_SHOPS
+    currency_of_country: IntArr  # country index -> CURRENCIES index
+    title_start: IntArr  # category -> first title index
+    title_count: IntArr
+    risky_start: int  # index of the first risky title in the combined title pool
+    risky_count: int
+
+    # -- sampling (vectorized over n events) ---------------------------------------------
+
+    def cards(self, rng: np.random.Generator, n: int) -> IntArr:
+        """``n`` card ordinals drawn by card popularity."""
+        return np.searchsorted(self.card_cdf, rng.random(n), side="right").astype(np.int64)
+
+    def merchants(self, rng: np.random.Generator, n: int) -> IntArr:
+        """``n`` merchant ordinals drawn by (skewed) merchant popularity."""
+        return np.searchsorted(self.merchant_cdf, rng.random(n), side="right").astype(np.int64)
+
+    def shops_of(self, rng: np.random.Generator, merchants: IntArr) -> IntArr:
+        """One normal shop of each given merchant, uniformly."""
+        count = self.merchant_shop_count[merchants]
+        return self.merchant_shop_start[merchants] + (rng.random(len(merchants)) * count).astype(
+            np.int64
+        )
+
+    def titles_of(self, rng: np.random.Generator, merchants: IntArr) -> IntArr:
+        """A normal product title (pool index) from each merchant's category."""
+        category = self.merchant_category[merchants]
+        count = self.title_count[category]
+        return self.title_start[category] + (rng.random(len(merchants)) * count).astype(np.int64)
+
+    def risky(self, rng: np.random.Generator, n: int) -> IntArr:
+        """``n`` risky product titles (pool indices)."""
+        return self.risky_start + rng.integers(0, self.risky_count, n)
+
+    def amounts(self, rng: np.random.Generator, n: int, scale: float = 1.0) -> FloatArr:
+        """Log-normal everyday amounts (median ~35 times ``scale``), 0.50 to 20,000."""
+        raw = rng.lognormal(np.log(_NORMAL_AMOUNT_MEDIAN * scale), _NORMAL_AMOUNT_SIGMA, n)
+        return np.round(np.clip(raw, 0.5, 20_000.0), 2)
+
+    def other_country_shift(self, rng: np.random.Generator, n: int) -> IntArr:
+        """Shifts in 1..N_COUNTRIES-1: ``(card_country + shift) % N`` is another country."""
+        return rng.integers(1, N_COUNTRIES, n)
+
+
+def _cdf(weights: FloatArr) -> FloatArr:
+    """Cumulative, normalised weights with an exact 1.0 at the end."""
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    cdf[-1] = 1.0
+    return cdf
+
+
+@lru_cache(maxsize=4)
+def population(seed: int) -> Population:
+    """The world for ``seed``: ~800k cards of 500k persons, 5003 merchants, ~10k shops."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
+    shares = np.array([w for _, _, w in COUNTRIES])
+    person_country = rng.choice(N_COUNTRIES, size=N_PERSONS, p=shares / shares.sum())
+    per_person = rng.choice(3, size=N_PERSONS, p=_CARDS_PER_PERSON) + 1
+    card_person = np.repeat(np.arange(N_PERSONS, dtype=np.int64), per_person)
+    n_cards = len(card_person)
+    card_number = rng.permutation(n_cards).astype(np.int64) + 1
+    # Mild skew: the busiest card still makes only a couple of payments per 5 minutes.
+    card_cdf = _cdf(rng.lognormal(0.0, 0.8, n_cards))
+
+    ranks = rng.permutation(N_MERCHANTS)
+    merchant_cdf = _cdf(1.0 / (ranks + 2.0) ** 1.05)
+    cat_shares = np.array(CATEGORY_SHARES)
+    merchant_category = rng.choice(len(cat_shares), size=N_MERCHANTS, p=cat_shares / cat_shares.sum())
+    shop_count = np.minimum(rng.geometric(0.5, N_MERCHANTS), 30).astype(np.int64)
+    shop_start = np.cumsum(shop_count) - shop_count
+    n_normal = int(shop_count.sum())
+    banned = np.array(sorted(_shop_number(s) for s in BLACKLISTED_SHOPS), dtype=np.int64)
+    numbers = np.arange(1, n_normal + len(banned) + 1, dtype=np.int64)
+    numbers = numbers[~np.isin(numbers, banned)][:n_normal]
+    shop_owner = np.repeat(np.arange(N_MERCHANTS, dtype=np.int64), shop_count)
+    # Blacklisted shops come after the normal ones: no merchant's normal range reaches them.
+    shop_number = np.concatenate([numbers, banned])
+    shop_owner = np.concatenate([shop_owner, rng.integers(0, N_MERCHANTS, len(banned))])
+    blacklisted = np.arange(n_normal, n_normal + len(banned), dtype=np.int64)
+    verified = np.searchsorted(numbers, [_shop_number(s) for s in VERIFIED_SHOPS]).astype(np.int64)
+    if not np.array_equal(numbers[verified], [_shop_number(s) for s in VERIFIED_SHOPS]):
+        raise AssertionError("verified shops must be normal shop numbers")
+    normal_shop_ids = np.setdiff1d(np.arange(n_normal, dtype=np.int64), verified)
+
+    titles, starts, counts = normal_titles()
+    return Population(
+        card_cdf=card_cdf,
+        card_number=card_number,
+        card_person=card_person,
+        card_country=person_country[card_person].astype(np.int64),
+        merchant_cdf=merchant_cdf,
+        merchant_category=merchant_category.astype(np.int64),
+        merchant_shop_start=shop_start,
+        merchant_shop_count=shop_count,
+        shop_number=shop_number,
+        shop_owner=shop_owner,
+        normal_shop_ids=normal_shop_ids,
+        blacklisted=blacklisted,
+        verified=verified,
+        currency_of_country=np.array([CURRENCIES.index(c) for _, c, _ in COUNTRIES], dtype=np.int64),
+        title_start=np.array(starts, dtype=np.int64),
+        title_count=np.array(counts, dtype=np.int64),
+        risky_start=len(titles),
+        risky_count=len(risky_titles()),
+    )

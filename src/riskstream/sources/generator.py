@@ -1,0 +1,477 @@
+"""A synthetic, deterministic payment event stream with labelled fraud patterns.
+
+The stream is an endless sequence of events in emission (ingestion) order, defined by
+``(seed, start_ms, rate_per_s)`` alone: ``events`` only cuts it, so N events are always a
+prefix of N+1, and ``chunk`` only slices it. It is built in blocks of ``BLOCK_EVENTS``
+events; block ``b`` has its own random generator (``PCG64(SeedSequence(seed, (1, b)))``)
+and never looks at other blocks, so any position is reached without generating the ones
+before it (cheap ``seek``). Inside a block everything is vectorized with numpy/polars:
+
+* background traffic: arrival times of a Poisson process at ``rate_per_s``; cards by
+  (mildly skewed) popularity, merchants by Zipf-like popularity, a shop of the merchant,
+  a title from the merchant's category, log-normal amounts, ~4.5% declined;
+* fraud episodes (``_patterns``) written over background slots at their wanted times,
+  every event labelled 1 with its pattern name (~2.5% of events in all);
+* lateness: ~2% of normal events carry an ``event_time`` seconds to minutes before their
+  arrival, ~0.05% hours to days before (fraud episodes stay on time, so their shape holds).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import polars as pl
+
+from riskstream.errors import UsageError
+from riskstream.sources._patterns import PATTERNS, inject
+from riskstream.sources._population import (
+    N_COUNTRIES,
+    BoolArr,
+    FloatArr,
+    IntArr,
+    Population,
+    population,
+)
+from riskstream.sources._vocab import (
+    BLACKLISTED_SHOPS,
+    COUNTRIES,
+    CURRENCIES,
+    RISKY_KEYWORDS,
+    VERIFIED_SHOPS,
+    normal_titles,
+    risky_titles,
+)
+from riskstream.sources.base import RawBatch
+
+__all__ = [
+    "BLACKLISTED_SHOPS",
+    "BLOCK_EVENTS",
+    "DEFAULT_RATE_PER_S",
+    "DEFAULT_START_MS",
+    "FIELDS",
+    "PATTERNS",
+    "RISKY_KEYWORDS",
+    "SCHEMA",
+    "VERIFIED_SHOPS",
+    "GeneratorSource",
+    "generate_frames",
+    "generate_lines",
+    "write_jsonl",
+]
+
+#: 2026-01-05T00:00:00Z in epoch milliseconds: the default time of the first event.
+DEFAULT_START_MS = 1_767_571_200_000
+#: Average events per second of event time.
+DEFAULT_RATE_PER_S = 200.0
+#: Events per independently seeded block (a property of the stream, not of ``chunk``).
+BLOCK_EVENTS = 100_000
+#: The partition name of ``GeneratorSource`` positions.
+PARTITION = "generator"
+
+SCHEMA = pl.Schema(
+    {
+        "event_id": pl.String,
+        "event_time": pl.Int64,
+        "card_id": pl.String,
+        "person_id": pl.String,
+        "merchant_id": pl.String,
+        "shop_id": pl.String,
+        "amount": pl.Float64,
+        "currency": pl.String,
+        "card_country": pl.String,
+        "ip_country": pl.String,
+        "product_title": pl.String,
+        "status": pl.String,
+        "label": pl.Int64,
+        "pattern": pl.String,
+    }
+)
+FIELDS: tuple[str, ...] = tuple(SCHEMA.names())
+
+_DECLINE_RATE = 0.045
+_FOREIGN_IP_RATE = 0.03
+_FOREIGN_CURRENCY = (0.92, 0.05, 0.03)  # home currency, USD, EUR
+_LATE_RATE = 0.02  # seconds to minutes late
+_VERY_LATE_RATE = 0.0005  # hours to days late
+_LATE_MS = (2_000.0, 300_000.0)
+_VERY_LATE_MS = (3_600_000.0, 3 * 86_400_000.0)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One block of the stream as integer/float columns (entity ordinals, not ids)."""
+
+    arrival_ms: IntArr
+    event_time: IntArr
+    card: IntArr
+    merchant: IntArr
+    shop: IntArr
+    amount: FloatArr
+    title: IntArr
+    declined: BoolArr
+    ip_shift: IntArr
+    currency_mode: IntArr
+    pattern: IntArr
+    label: IntArr
+
+
+def _free_slots(wanted: IntArr, size: int) -> IntArr:
+    """Strictly increasing slots as close as possible to the sorted ``wanted`` ones, in range."""
+    k = np.arange(len(wanted), dtype=np.int64)
+    slots = np.maximum.accumulate(wanted - k) + k  # push collisions later
+    return np.minimum(slots, size - len(wanted) + k)  # and keep the tail inside the block
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> FloatArr:
+    """``n`` values spread evenly in log space between ``bounds``."""
+    return np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]), n))
+
+
+def _make_block(pop: Population, seed: int, index: int, start_ms: int, rate: float) -> _Block:
+    """Generate block ``index``: background traffic, fraud episodes, then lateness."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1, index))))
+    n = BLOCK_EVENTS
+    block_ms = n * 1000.0 / rate
+    offsets = np.sort(rng.random(n) * block_ms)  # a Poisson process with n arrivals
+    arrival = np.floor(start_ms + index * block_ms + offsets).astype(np.int64)
+
+    card = pop.cards(rng, n)
+    merchant = pop.merchants(rng, n)
+    shop = pop.shops_of(rng, merchant)
+    amount = pop.amounts(rng, n)
+    title = pop.titles_of(rng, merchant)
+    declined = rng.random(n) < _DECLINE_RATE
+    ip_shift = np.where(rng.random(n) < _FOREIGN_IP_RATE, pop.other_country_shift(rng, n), 0)
+    currency_mode = rng.choice(3, size=n, p=_FOREIGN_CURRENCY).astype(np.int64)
+    pattern = np.zeros(n, dtype=np.int64)
+    label = np.zeros(n, dtype=np.int64)
+
+    fraud = inject(pop, rng, n, block_ms)
+    slots = _free_slots(np.searchsorted(offsets, fraud.at_ms).astype(np.int64), n)
+    card[slots] = fraud.card
+    merchant[slots] = fraud.merchant
+    shop[slots] = fraud.shop
+    amount[slots] = fraud.amount
+    title[slots] = fraud.title
+    declined[slots] = fraud.declined
+    ip_shift[slots] = fraud.ip_shift
+    pattern[slots] = fraud.pattern
+    label[slots] = fraud.label
+
+    draw = rng.random(n)
+    normal = label == 0
+    late = normal & (draw < _LATE_RATE)
+    very_late = normal & (draw >= _LATE_RATE) & (draw < _LATE_RATE + _VERY_LATE_RATE)
+    delay = np.zeros(n, dtype=np.int64)
+    delay[late] = np.round(_log_uniform(rng, _LATE_MS, int(late.sum())))
+    delay[very_late] = np.round(_log_uniform(rng, _VERY_LATE_MS, int(very_late.sum())))
+    return _Block(
+        arrival_ms=arrival,
+        event_time=arrival - delay,
+        card=card,
+        merchant=merchant,
+        shop=shop,
+        amount=amount,
+        title=title,
+        declined=declined,
+        ip_shift=ip_shift,
+        currency_mode=currency_mode,
+        pattern=pattern,
+        label=label,
+    )
+
+
+@cache
+def _pools() -> dict[str, pl.Series]:
+    """String pools that events index into (titles, countries, currencies, statuses, patterns)."""
+    return {
+        "title": pl.Series(normal_titles()[0] + risky_titles(), dtype=pl.String),
+        "country": pl.Series([c for c, _, _ in COUNTRIES], dtype=pl.String),
+        "currency": pl.Series(CURRENCIES, dtype=pl.String),
+        "status": pl.Series(["succeeded", "declined"], dtype=pl.String),
+        "pattern": pl.Series(PATTERNS, dtype=pl.String),
+    }
+
+
+def _prefixed(name: str, prefix: str, width: int) -> pl.Expr:
+    """``prefix`` + the integer column ``name`` zero-padded to ``width`` digits."""
+    return (pl.lit(prefix) + pl.col(name).cast(pl.String).str.zfill(width)).alias(name)
+
+
+def _frame(pop: Population, block: _Block, first_index: int, lo: int, hi: int) -> pl.DataFrame:
+    """Rows ``[lo, hi)`` of a block (whose first event is ``first_index``) as public events."""
+    pools = _pools()
+    card = block.card[lo:hi]
+    country = pop.card_country[card]
+    mode = block.currency_mode[lo:hi]
+    currency = np.where(
+        mode == 0,
+        pop.currency_of_country[country],
+        np.where(mode == 1, CURRENCIES.index("USD"), CURRENCIES.index("EUR")),
+    )
+    ids = pl.DataFrame(
+        {
+            "event_id": np.arange(first_index + lo, first_index + hi, dtype=np.int64),
+            "card_id": pop.card_number[card],
+            "person_id": pop.card_person[card] + 1,
+            "merchant_id": block.merchant[lo:hi] + 1,
+            "shop_id": pop.shop_number[block.shop[lo:hi]],
+        }
+    ).select(
+        _prefixed("event_id", "ev-", 9),
+        _prefixed("card_id", "card_", 7),
+        _prefixed("person_id", "person_", 6),
+        _prefixed("merchant_id", "merchant_", 4),
+        _prefixed("shop_id", "shop_", 0),
+    )
+    return pl.DataFrame(
+        [
+            ids["event_id"],
+            pl.Series("event_time", block.event_time[lo:hi], dtype=pl.Int64),
+            ids["card_id"],
+            ids["person_id"],
+            ids["merchant_id"],
+            ids["shop_id"],
+            pl.Series("amount", block.amount[lo:hi], dtype=pl.Float64),
+            pools["currency"].gather(currency).alias("currency"),
+            pools["country"].gather(country).alias("card_country"),
+            pools["country"].gather((country + block.ip_shift[lo:hi]) % N_COUNTRIES).alias(
+                "ip_country"
+            ),
+            pools["title"].gather(block.title[lo:hi]).alias("product_title"),
+            pools["status"].gather(block.declined[lo:hi].astype(np.int64)).alias("status"),
+            pl.Series("label", block.label[lo:hi], dtype=pl.Int64),
+            pools["pattern"].gather(block.pattern[lo:hi]).alias("pattern"),
+        ]
+    )
+
+
+def _ndjson(frame: pl.DataFrame) -> bytes:
+    """Compact JSON lines, each ended by a newline (one polars pass, no per-row Python)."""
+    if frame.height == 0:
+        return b""
+    buf = io.BytesIO()
+    frame.select(pl.struct(pl.all()).struct.json_encode().alias("j")).write_csv(
+        buf, include_header=False, quote_style="never"
+    )
+    return buf.getvalue()
+
+
+def _split(data: bytes) -> list[bytes]:
+    """Newline-ended JSON lines as a list without the newlines."""
+    lines = data.split(b"\n")
+    lines.pop()  # the empty string after the final newline
+    return lines
+
+
+class _Stream:
+    """Random access to the endless stream for one ``(seed, start_ms, rate)``; caches one block."""
+
+    def __init__(self, seed: int, start_ms: int, rate_per_s: float) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if not rate_per_s > 0:
+            raise ValueError(f"rate_per_s must be positive, got {rate_per_s!r}")
+        self.seed = seed
+        self.start_ms = int(start_ms)
+        self.rate = float(rate_per_s)
+        self.pop = population(seed)
+        self._cached: tuple[int, _Block] | None = None
+
+    def block(self, index: int) -> _Block:
+        """Block ``index``, generated on first use."""
+        if self._cached is None or self._cached[0] != index:
+            self._cached = (index, _make_block(self.pop, self.seed, index, self.start_ms, self.rate))
+        return self._cached[1]
+
+    def _pieces(self, pos: int, n: int) -> Iterator[tuple[_Block, int, int, int]]:
+        """(block, first event index of block, lo, hi) covering events ``[pos, pos + n)``."""
+        end = pos + n
+        while pos < end:
+            index = pos // BLOCK_EVENTS
+            first = index * BLOCK_EVENTS
+            hi = min(end, first + BLOCK_EVENTS)
+            yield self.block(index), first, pos - first, hi - first
+            pos = hi
+
+    def frame(self, pos: int, n: int) -> pl.DataFrame:
+        """Events ``[pos, pos + n)`` as a DataFrame with ``SCHEMA``."""
+        parts = [_frame(self.pop, b, first, lo, hi) for b, first, lo, hi in self._pieces(pos, n)]
+        if not parts:
+            return pl.DataFrame(schema=SCHEMA)
+        return parts[0] if len(parts) == 1 else pl.concat(parts)
+
+    def arrival(self, pos: int, n: int) -> list[int]:
+        """Arrival (ingestion) times in ms of events ``[pos, pos + n)``."""
+        out: list[int] = []
+        for b, _first, lo, hi in self._pieces(pos, n):
+            out.extend(b.arrival_ms[lo:hi].tolist())
+        return out
+
+
+def _check_count(name: str, value: int, minimum: int) -> None:
+    """Refuse a count that is not an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def generate_frames(
+    events: int,
+    seed: int,
+    *,
+    start_ms: int = DEFAULT_START_MS,
+    rate_per_s: float = DEFAULT_RATE_PER_S,
+    chunk: int = 100_000,
+) -> Iterator[pl.DataFrame]:
+    """The first ``events`` events of the stream for ``seed``, in emission order, ``chunk`` rows
+    per DataFrame (columns and types: ``SCHEMA``)."""
+    _check_count("events", events, 0)
+    _check_count("chunk", chunk, 1)
+    stream = _Stream(seed, start_ms, rate_per_s)
+    return (stream.frame(pos, min(chunk, events - pos)) for pos in range(0, events, chunk))
+
+
+def generate_lines(
+    events: int,
+    seed: int,
+    *,
+    start_ms: int = DEFAULT_START_MS,
+    rate_per_s: float = DEFAULT_RATE_PER_S,
+    chunk: int = 100_000,
+) -> Iterator[list[bytes]]:
+    """Like ``generate_frames`` but each chunk as compact JSON lines (no trailing newline)."""
+    frames = generate_frames(events, seed, start_ms=start_ms, rate_per_s=rate_per_s, chunk=chunk)
+    return (_split(_ndjson(frame)) for frame in frames)
+
+
+def write_jsonl(
+    path: str | Path,
+    events: int,
+    seed: int,
+    *,
+    start_ms: int = DEFAULT_START_MS,
+    rate_per_s: float = DEFAULT_RATE_PER_S,
+    chunk: int = 100_000,
+) -> int:
+    """Write the stream as JSON lines to ``path`` (gzip when it ends with ``.gz``, with a fixed
+    header so the bytes are reproducible); returns the number of events written."""
+    frames = generate_frames(events, seed, start_ms=start_ms, rate_per_s=rate_per_s, chunk=chunk)
+    path = Path(path)
+    with path.open("wb") as raw:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
+                for frame in frames:
+                    gz.write(_ndjson(frame))
+        else:
+            for frame in frames:
+                raw.write(_ndjson(frame))
+    return events
+
+
+def _parse_time(text: str) -> int:
+    """Epoch milliseconds from ``text`` (an integer, or ISO-8601 with ``Z`` or an offset)."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"bad time {text!r}: use epoch milliseconds or ISO-8601") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"bad time {text!r}: ISO-8601 times need a zone, e.g. 'Z'")
+    return int(moment.timestamp() * 1000)
+
+
+class GeneratorSource:
+    """The synthetic stream as a bounded ``Source``: positions are event indices in partition
+    ``"generator"``, so a checkpointed run resumes exactly where it stopped."""
+
+    DEFAULT_EVENTS = 30_000
+    DEFAULT_SEED = 42
+
+    def __init__(
+        self,
+        events: int = DEFAULT_EVENTS,
+        seed: int = DEFAULT_SEED,
+        *,
+        start_ms: int = DEFAULT_START_MS,
+        rate_per_s: float = DEFAULT_RATE_PER_S,
+        until_end: bool = True,
+    ) -> None:
+        _check_count("events", events, 0)
+        self._stream = _Stream(seed, start_ms, rate_per_s)
+        self.events = events
+        self.until_end = until_end
+        self._next = 0
+        name = f"generator:?events={events}&seed={seed}"
+        if start_ms != DEFAULT_START_MS:
+            name += f"&start={start_ms}"
+        if rate_per_s != DEFAULT_RATE_PER_S:
+            name += f"&rate={rate_per_s:g}"
+        self.name = name
+
+    @classmethod
+    def from_uri(cls, uri: str, *, until_end: bool = True) -> GeneratorSource:
+        """Open ``generator:?events=N&seed=S[&rate=R][&start=T]`` (defaults: 30000 events, seed 42)."""
+        parts = urlsplit(uri)
+        if parts.scheme != "generator":
+            raise UsageError(f"not a generator source: {uri!r}")
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+        unknown = sorted(set(query) - {"events", "seed", "rate", "start"})
+        if unknown:
+            raise UsageError(f"{uri}: unknown parameter {unknown[0]!r} (events, seed, rate, start)")
+
+        def last(key: str) -> str | None:
+            values = query.get(key)
+            return values[-1] if values else None
+
+        try:
+            events = int(last("events") or cls.DEFAULT_EVENTS)
+            seed = int(last("seed") or cls.DEFAULT_SEED)
+            rate = float(last("rate") or DEFAULT_RATE_PER_S)
+        except ValueError:
+            raise UsageError(f"{uri}: events and seed must be integers, rate a number") from None
+        start_text = last("start")
+        start = DEFAULT_START_MS if start_text is None else _parse_time(start_text)
+        try:
+            return cls(events, seed, start_ms=start, rate_per_s=rate, until_end=until_end)
+        except ValueError as exc:
+            raise UsageError(f"{uri}: {exc}") from None
+
+    def seek(self, positions: Mapping[str, int]) -> None:
+        """Continue at event index ``positions["generator"]`` (0 when absent)."""
+        position = positions.get(PARTITION, 0)
+        _check_count("generator position", position, 0)
+        self._next = min(position, self.events)
+
+    def read_batch(self, max_events: int, timeout_s: float) -> RawBatch | None:
+        """Up to ``max_events`` JSON lines; None after the last event (an empty batch after a
+        ``timeout_s`` wait when not ``until_end``)."""
+        n = min(max_events, self.events - self._next)
+        if n <= 0:
+            if self.until_end:
+                return None
+            time.sleep(max(timeout_s, 0.0))
+            return RawBatch(lines=[], positions=[], resume={PARTITION: self._next})
+        pos = self._next
+        lines = _split(_ndjson(self._stream.frame(pos, n)))
+        self._next = pos + n
+        return RawBatch(
+            lines=lines,
+            positions=[f"{PARTITION}@{i}" for i in range(pos, pos + n)],
+            resume={PARTITION: self._next},
+            received_ms=self._stream.arrival(pos, n),
+        )
+
+    def close(self) -> None:
+        """Nothing to release; drops the cached block."""
+        self._stream._cached = None

@@ -1,0 +1,164 @@
+"""Typed models of the pipeline spec (DESIGN.md); unknown keys are refused."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from riskstream.spec.durations import TIER_ORDER, parse_duration
+
+FieldType = Literal["float", "int", "str", "bool", "any"]
+Stat = Literal["count", "sum", "avg", "min", "max", "var", "stddev", "distinct", "distribution"]
+Action = Literal["review", "block", "allow", "tag"]
+NUMERIC_STATS: frozenset[str] = frozenset({"count", "sum", "avg", "min", "max", "var", "stddev"})
+
+DEFAULT_RETENTION: dict[str, str] = {
+    "second": "2h",
+    "minute": "2d",
+    "hour": "90d",
+    "day": "3y",
+    "week": "10y",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _duration(value: Any) -> str:
+    parse_duration(str(value))
+    return str(value)
+
+
+class SourceSpec(_Model):
+    """Where events come from; ``--source`` on the command line overrides it."""
+
+    kind: Literal["kafka", "file", "generator", "stdin"] = "generator"
+    brokers: str | None = None
+    topics: list[str] = Field(default_factory=list)
+    group: str = "riskstream"
+    path: str | None = None
+    events: int | None = None
+    seed: int = 7
+    format: Literal["json", "avro"] = "json"
+    avro_schema: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class EventSpec(_Model):
+    """How to read an event: its time and id fields, lateness bound and optional schema."""
+
+    time: str = "event_time"
+    id: str | None = "event_id"
+    max_lateness: str = "7d"
+    max_bytes: int = 1_000_000
+    fields: dict[str, FieldType] | None = None
+    sensitive: list[str] = Field(default_factory=list)
+
+    _check_lateness = field_validator("max_lateness")(lambda cls, v: _duration(v))
+
+
+class MetricSpec(_Model):
+    """A named aggregation: dimension fields form the key; ``value`` feeds numeric stats."""
+
+    dimension: list[str] = Field(min_length=1)
+    value: str | None = None
+    where: str | None = None
+    stats: list[Stat] = Field(default_factory=lambda: ["count"])
+
+    @model_validator(mode="after")
+    def _value_needed(self) -> MetricSpec:
+        needs_value = set(self.stats) - {"count"}
+        if needs_value and self.value is None:
+            raise ValueError(f"stats {sorted(needs_value)} need a 'value' field")
+        return self
+
+
+class ListSpec(_Model):
+    """A named list: inline ``values`` or a ``file`` with one entry per line (hot-reloaded)."""
+
+    values: list[str] | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ListSpec:
+        if (self.values is None) == (self.file is None):
+            raise ValueError("give exactly one of 'values' or 'file'")
+        return self
+
+
+class ThrottleSpec(_Model):
+    """At most one case per ``key`` value within ``within``."""
+
+    key: str
+    within: str
+
+    _check_within = field_validator("within")(lambda cls, v: _duration(v))
+
+
+class RuleSpec(_Model):
+    """A boolean expression over fields, features and lists, with an action and score."""
+
+    when: str
+    action: Action = "review"
+    score: float = 50.0
+    description: str | None = None
+    once_per: ThrottleSpec | None = None
+    enabled: bool = True
+
+
+class SinkSpec(BaseModel):
+    """A case destination; kind-specific keys are checked by the sink factory."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["file", "stdout", "webhook", "kafka"]
+
+
+class CheckpointSpec(_Model):
+    """Checkpoint at most every ``every`` of time or ``events`` events, whichever first."""
+
+    every: str = "1s"
+    events: int = 200_000
+
+    _check_every = field_validator("every")(lambda cls, v: _duration(v))
+
+
+class PipelineSpec(_Model):
+    """A whole pipeline: source, event shape, tiers, metrics, lists, rules, sinks."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    source: SourceSpec = Field(default_factory=SourceSpec)
+    event: EventSpec = Field(default_factory=EventSpec)
+    tiers: list[Literal["second", "minute", "hour", "day", "week"]] = Field(
+        default_factory=lambda: list(TIER_ORDER)
+    )
+    retention: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_RETENTION))
+    metrics: dict[str, MetricSpec] = Field(default_factory=dict)
+    lists: dict[str, ListSpec] = Field(default_factory=dict)
+    rules: dict[str, RuleSpec] = Field(default_factory=dict)
+    sinks: list[SinkSpec] = Field(default_factory=list)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    batch_size: int = Field(default=20_000, ge=1, le=1_000_000)
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_ordered(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one tier is needed")
+        if len(set(v)) != len(v):
+            raise ValueError("tiers repeat")
+        return sorted(v, key=TIER_ORDER.index)
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: dict[str, str]) -> dict[str, str]:
+        for tier, text in v.items():
+            if tier not in TIER_ORDER:
+                raise ValueError(f"unknown tier {tier!r} (tiers: {', '.join(TIER_ORDER)})")
+            _duration(text)
+        return {**DEFAULT_RETENTION, **v}
+
+    def retention_ms(self, tier: str) -> int:
+        """Retention of ``tier`` in milliseconds."""
+        return parse_duration(self.retention.get(tier, DEFAULT_RETENTION[tier]))

@@ -1,0 +1,258 @@
+"""The embedded store: one DuckDB file in the data dir holding buckets, positions and the case outbox.
+
+The run process opens the file only while it writes a checkpoint, so ``riskstream
+query`` in another process can read between checkpoints; both sides retry briefly
+on DuckDB's file lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from riskstream.engine import sketch
+from riskstream.errors import StoreError
+from riskstream.sinks.case import Case
+from riskstream.store.checkpoint import Checkpoint
+from riskstream.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+DB_NAME = "riskstream.duckdb"
+_NUMERIC = ["count", "sum", "min", "max", "m2"]
+
+
+class Store:
+    """Access to ``DATA_DIR/riskstream.duckdb``; every method opens, works, closes."""
+
+    def __init__(self, data_dir: str | Path, *, read_only: bool = False, lock_wait_s: float = 30.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / DB_NAME
+        self.read_only = read_only
+        self.lock_wait_s = lock_wait_s
+        if not read_only:
+            try:
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create data dir {str(self.data_dir)!r}: {exc.strerror}") from None
+            with self.connect() as con:
+                self._migrate(con)
+        elif not self.path.exists():
+            raise StoreError(f"no store in {str(self.data_dir)!r} (run a pipeline with --data-dir first)")
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, retrying while another process holds the file."""
+        deadline = time.monotonic() + self.lock_wait_s
+        delay = 0.005
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open store {str(self.path)!r}: {_first_line(exc)}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            except duckdb.Error as exc:
+                raise StoreError(f"cannot open store {str(self.path)!r}: {_first_line(exc)}") from None
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
+        row = con.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"store schema version {current} is newer than this riskstream ({SCHEMA_VERSION})")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            con.execute("BEGIN")
+            for stmt in MIGRATIONS[version]:
+                con.execute(stmt)
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)])
+            con.execute("COMMIT")
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        """All meta keys (schema_version, watermark, next_seq, quarantine_bytes ...)."""
+        with self.connect() as con:
+            return dict(con.execute("SELECT k, v FROM meta").fetchall())
+
+    def positions(self, source: str) -> dict[str, int]:
+        """Stored positions of ``source`` by partition."""
+        with self.connect() as con:
+            rows = con.execute("SELECT part, pos FROM positions WHERE source = ?", [source]).fetchall()
+        return {str(p): int(v) for p, v in rows}
+
+    def sink_marks(self) -> dict[str, int]:
+        """Per sink, the highest case seq known delivered."""
+        with self.connect() as con:
+            return {str(s): int(q) for s, q in con.execute("SELECT sink, seq FROM sink_marks").fetchall()}
+
+    def cases_after(self, seq: int, limit: int | None = None) -> list[Case]:
+        """Outbox cases with seq greater than ``seq``, in order."""
+        sql = "SELECT seq, body FROM cases WHERE seq > ? ORDER BY seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self.connect() as con:
+            rows = con.execute(sql, [seq]).fetchall()
+        return [_case_from_row(int(s), str(b)) for s, b in rows]
+
+    def buckets(self, metric: str, tier: str, key: str | None, start_from: int, start_to: int) -> pl.DataFrame:
+        """Numeric partials of ``metric`` at ``tier`` with start in [start_from, start_to)."""
+        sql = (
+            "SELECT key, start, count, sum, min, max, m2 FROM buckets "
+            "WHERE metric = ? AND tier = ? AND start >= ? AND start < ?"
+        )
+        args: list[Any] = [metric, tier, start_from, start_to]
+        if key is not None:
+            sql += " AND key = ?"
+            args.append(key)
+        with self.connect() as con:
+            return pl.from_arrow(con.execute(sql, args).to_arrow_table())  # type: ignore[return-value]
+
+    def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query (used by the query and API layers)."""
+        with self.connect() as con:
+            return con.execute(sql, list(args)).fetchall()
+
+    def frame(self, sql: str, args: Sequence[Any] = ()) -> pl.DataFrame:
+        """Run a read query into a Polars frame."""
+        with self.connect() as con:
+            return pl.from_arrow(con.execute(sql, list(args)).to_arrow_table())  # type: ignore[return-value]
+
+    # ---- the checkpoint transaction ----------------------------------------------------
+
+    def write_checkpoint(self, cp: Checkpoint) -> None:
+        """Write everything in ``cp`` in one transaction: all of it lands, or none of it."""
+        try:
+            with self.connect() as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    self._write(con, cp)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        except duckdb.Error as exc:
+            raise StoreError(f"checkpoint failed: {_first_line(exc)}") from None
+
+    def _write(self, con: duckdb.DuckDBPyConnection, cp: Checkpoint) -> None:
+        for (metric, tier), part in cp.partials.items():
+            if not part.height:
+                continue
+            rows = part.select("key", "start", *_NUMERIC).with_columns(
+                pl.lit(metric).alias("metric"), pl.lit(tier).alias("tier")
+            )
+            con.register("_p", rows.to_arrow())
+            # Chan's merge of (n, mean, m2): exact for count/sum/min/max.
+            con.execute(
+                """INSERT INTO buckets SELECT metric, tier, key, start, count, sum, min, max, m2 FROM _p
+                ON CONFLICT DO UPDATE SET
+                  m2 = buckets.m2 + EXCLUDED.m2 + CASE WHEN buckets.count + EXCLUDED.count > 0 THEN
+                       (EXCLUDED.sum / EXCLUDED.count - buckets.sum / buckets.count) ** 2
+                       * buckets.count * EXCLUDED.count / (buckets.count + EXCLUDED.count) ELSE 0 END,
+                  count = buckets.count + EXCLUDED.count,
+                  sum = buckets.sum + EXCLUDED.sum,
+                  min = least(buckets.min, EXCLUDED.min),
+                  max = greatest(buckets.max, EXCLUDED.max)"""
+            )
+            con.unregister("_p")
+        for (metric, tier), sk in cp.sketches.items():
+            if sk.height:
+                self._write_sketches(con, metric, tier, sk)
+        for (metric, tier), dist in cp.distributions.items():
+            if not dist.height:
+                continue
+            rows = dist.select("key", "start", "category", "count").with_columns(
+                pl.lit(metric).alias("metric"), pl.lit(tier).alias("tier")
+            )
+            con.register("_d", rows.to_arrow())
+            con.execute(
+                """INSERT INTO distributions SELECT metric, tier, key, start, category, count FROM _d
+                ON CONFLICT DO UPDATE SET count = distributions.count + EXCLUDED.count"""
+            )
+            con.unregister("_d")
+        for part, pos in cp.positions.items():
+            con.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", [cp.source, part, pos])
+        if cp.cases:
+            frame = pl.DataFrame(
+                {
+                    "seq": [c.seq for c in cp.cases],
+                    "case_id": [c.case_id for c in cp.cases],
+                    "rule": [c.rule for c in cp.cases],
+                    "action": [c.action for c in cp.cases],
+                    "score": [float(c.score) for c in cp.cases],
+                    "event_id": [c.event_id for c in cp.cases],
+                    "event_time": [c.event_time for c in cp.cases],
+                    "created_ms": [int(time.time() * 1000)] * len(cp.cases),
+                    "status": ["open"] * len(cp.cases),
+                    "body": [c.body().decode() for c in cp.cases],
+                },
+                schema_overrides={"event_id": pl.String, "seq": pl.Int64, "event_time": pl.Int64},
+            )
+            con.register("_c", frame.to_arrow())
+            con.execute("INSERT INTO cases SELECT * FROM _c ON CONFLICT DO NOTHING")
+            con.unregister("_c")
+        for rule, key, until in cp.throttles:
+            con.execute("INSERT OR REPLACE INTO throttles VALUES (?, ?, ?)", [rule, key, until])
+        for rule, hits in cp.rule_hits.items():
+            con.execute(
+                "INSERT INTO rule_hits VALUES (?, ?) ON CONFLICT DO UPDATE SET hits = rule_hits.hits + EXCLUDED.hits",
+                [rule, hits],
+            )
+        for sink, seq in cp.sink_marks.items():
+            con.execute("INSERT OR REPLACE INTO sink_marks VALUES (?, ?)", [sink, seq])
+        for k, v in cp.meta.items():
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [k, v])
+
+    def _write_sketches(self, con: duckdb.DuckDBPyConnection, metric: str, tier: str, sk: pl.DataFrame) -> None:
+        con.register("_k", sk.select("key", "start").to_arrow())
+        old = con.execute(
+            "SELECT s.key, s.start, s.hll FROM sketches s JOIN _k USING (key, start) WHERE s.metric = ? AND s.tier = ?",
+            [metric, tier],
+        ).fetchall()
+        con.unregister("_k")
+        existing = {(k, s): bytes(h) for k, s, h in old}
+        merged = []
+        for key, start, blob in sk.select("key", "start", "hll").iter_rows():
+            prev = existing.get((key, start))
+            merged.append(sketch.to_bytes(sketch.merge([blob, prev] if prev else [blob])))
+        rows = sk.select("key", "start").with_columns(
+            pl.lit(metric).alias("metric"), pl.lit(tier).alias("tier"), pl.Series("hll", merged, dtype=pl.Binary)
+        )
+        con.register("_s", rows.to_arrow())
+        con.execute("INSERT OR REPLACE INTO sketches SELECT metric, tier, key, start, hll FROM _s")
+        con.unregister("_s")
+
+    # ---- upkeep ------------------------------------------------------------------------
+
+    def compact_before(self, available_from: dict[str, int]) -> int:
+        """Drop buckets older than each tier's first retained instant (see ``query.stitch``)."""
+        dropped = 0
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            for tier, cutoff in available_from.items():
+                for table in ("buckets", "sketches", "distributions"):
+                    row = con.execute(f"DELETE FROM {table} WHERE tier = ? AND start < ?", [tier, cutoff]).fetchone()
+                    dropped += int(row[0]) if row else 0
+            con.execute("COMMIT")
+        return dropped
+
+
+def _case_from_row(seq: int, body: str) -> Case:
+    import msgspec
+
+    data = msgspec.json.decode(body)
+    return Case(seq=seq, **data)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -195,7 +195,7 @@ def _mvn_copy(mvn: str, workdir: Path, pom_text: str, out: Path) -> None:
         cmd, cwd=workdir, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        tail = _quote((proc.stdout + proc.stderr).splitlines(), 25)
         raise BrokerError(f"mvn could not download the Kafka jars (exit {proc.returncode})", tail)
 
 
@@ -434,6 +434,15 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+_STACK_FRAME = re.compile(r"^\s+at \S|^\s*\.\.\. \d+ more")
+
+
+def _quote(lines: Sequence[str], count: int) -> str:
+    """The last ``count`` lines, Java stack frames left out, each prefixed with ``  | ``."""
+    kept = [line for line in lines if line.strip() and not _STACK_FRAME.match(line)]
+    return "\n".join(f"  | {line}" for line in kept[-count:])
+
+
 def _tail(path: Path, lines: int = 30, start: int = 0) -> str:
     try:
         with path.open("rb") as handle:
@@ -443,12 +452,15 @@ def _tail(path: Path, lines: int = 30, start: int = 0) -> str:
             data = handle.read()
     except OSError:
         return ""
-    text = data.decode("utf-8", "replace").splitlines()[-lines:]
-    return "\n".join(f"  | {line}" for line in text)
+    return _quote(data.decode("utf-8", "replace").splitlines(), lines)
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A random cluster id as Kafka makes them (base64url of 16 bytes, never starting with -)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):  # would read as an option on the command line
+            return cluster_id
 
 
 def _properties_text(props: Mapping[str, str]) -> str:
@@ -536,7 +548,10 @@ class KafkaBroker:
         """Wall time of the last :meth:`start` (format included), in seconds."""
         self.formatted_now = False
         """True when the last :meth:`start` formatted fresh storage."""
+        self.timings: dict[str, float] = {}
+        """Seconds spent by the last :meth:`start` in ``format`` and ``launch`` (to ready)."""
         self._fixed_port = port is not None
+        self._fixed_controller = controller_port is not None
         self._proc: subprocess.Popen[bytes] | None = None
         self._cds_dump: tuple[Path, Path] | None = None
 
@@ -566,11 +581,9 @@ class KafkaBroker:
             raise BrokerError(f"the broker in {self.data_dir} has not been started")
         return f"{HOST}:{self.port}"
 
-    def client_config(self, **extra: Any) -> dict[str, Any]:
-        """``{"bootstrap.servers": ...}`` plus ``extra`` (dots spelt as underscores)."""
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
-        config.update({key.replace("_", "."): value for key, value in extra.items()})
-        return config
+    def client_config(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``{"bootstrap.servers": <bootstrap>}`` merged with ``extra``, for confluent_kafka."""
+        return {"bootstrap.servers": self.bootstrap, **(extra or {})}
 
     # -- state -------------------------------------------------------------------------------
     def _running_pid(self) -> int | None:
@@ -603,18 +616,27 @@ class KafkaBroker:
                 return self
             libs = fetch(self.version, cds=None if self._cds_dump is None else False)
             self.formatted_now = False
-            attempts = 1 if self._fixed_port else 3
+            self.timings = {}
+            attempts = 1 if self._fixed_port and self._fixed_controller else 3
             for attempt in range(1, attempts + 1):
                 self._choose_ports()
                 self._write_config()
+                mark = time.monotonic()
                 self._format(libs)
+                self.timings["format"] = time.monotonic() - mark
                 try:
+                    mark = time.monotonic()
                     self._launch(libs)
+                    self.timings["launch"] = time.monotonic() - mark
                     break
                 except BrokerError as exc:
                     if attempt == attempts or _BIND_ERROR not in exc.detail:
                         raise
-                    self.port = self.controller_port = None  # lost a port race: new ports
+                    # Lost a race for a port we picked: pick again.
+                    self.port = self.port if self._fixed_port else None
+                    self.controller_port = (
+                        None if not self._fixed_controller else self.controller_port
+                    )
         self.start_seconds = time.monotonic() - begun
         return self
 
@@ -696,17 +718,18 @@ class KafkaBroker:
     # -- internals ---------------------------------------------------------------------------
     def _choose_ports(self) -> None:
         previous = _read_properties(self.data_dir / "ports")
+        old, old_ctl = (int(previous.get(k, "0") or 0) for k in ("port", "controller.port"))
         if self.port is None:
-            old = int(previous.get("port", "0") or 0)
-            old_ctl = int(previous.get("controller.port", "0") or 0)
-            if old and old_ctl and old != old_ctl and _port_free(old) and _port_free(old_ctl):
-                self.port, self.controller_port = old, old_ctl
+            if old and old != self.controller_port and _port_free(old):
+                self.port = old  # keep the address of the previous run in this data dir
         elif not _port_free(self.port):
             raise BrokerError(f"port {self.port} on {HOST} is already in use")
-        if self.controller_port is None:
-            old_ctl = int(previous.get("controller.port", "0") or 0)
-            if old_ctl and old_ctl != self.port and _port_free(old_ctl):
-                self.controller_port = old_ctl
+        if self.controller_port is not None and not _port_free(self.controller_port):
+            if self._fixed_controller:
+                raise BrokerError(f"controller port {self.controller_port} is already in use")
+            self.controller_port = None  # only the broker itself uses it: any port will do
+        if self.controller_port is None and old_ctl and old_ctl != self.port:
+            self.controller_port = old_ctl if _port_free(old_ctl) else None
         if self.port is None or self.controller_port is None:
             fresh = [p for p in _free_ports(3) if p not in (self.port, self.controller_port)]
             if self.port is None:
@@ -824,7 +847,7 @@ class KafkaBroker:
             timeout=120,
         )
         if proc.returncode != 0 or not (self.storage_dir / "meta.properties").is_file():
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+            tail = _quote((proc.stdout + proc.stderr).splitlines(), 15)
             raise BrokerError(f"formatting Kafka storage failed (exit {proc.returncode})", tail)
         self.formatted_now = True
 

@@ -19,6 +19,7 @@ from riskstream.engine.metrics import CompiledMetric, Pending
 from riskstream.engine.tiers import KEY
 from riskstream.rules import CompiledExpr, ListRegistry
 from riskstream.sinks.case import Case, case_id_for
+from riskstream.sources.base import RawBatch
 from riskstream.spec.check import compile_rules, compile_wheres, feature_tier
 from riskstream.spec.durations import TIER_MS, parse_duration
 from riskstream.spec.model import PipelineSpec
@@ -155,11 +156,26 @@ class Pipeline:
 
     # ---- the batch ---------------------------------------------------------------------
 
-    def process(self, lines_batch: object) -> BatchOutcome:
-        """Run one raw batch (a :class:`RawBatch`) through every stage."""
-        from riskstream.sources.base import RawBatch
+    def evaluate(self, lines_batch: RawBatch) -> tuple[pl.DataFrame, list[Quarantined], dict[str, pl.Series]]:
+        """Score events against the current state without changing it (``POST /v1/decide``).
 
-        assert isinstance(lines_batch, RawBatch)
+        Returns the decoded frame with feature columns, what was quarantined, and per
+        rule a boolean Series saying where it fired (throttles are not applied).
+        """
+        decoded = self.decoder.decode(lines_batch, self.next_seq, self.watermark)
+        frame = decoded.frame
+        if not frame.height:
+            return frame, decoded.quarantined, {}
+        contribs = {m.name: m.contributions(frame, self.lists) for m in self.metrics}
+        features = self._features(frame, contribs)
+        full = frame.hstack(features.get_columns()) if features.width else frame
+        fired = {
+            r.name: full.select(r.compiled.expr(self.lists).fill_null(False).alias("f"))["f"] for r in self.rules
+        }
+        return full, decoded.quarantined, fired
+
+    def process(self, lines_batch: RawBatch) -> BatchOutcome:
+        """Run one raw batch through every stage, updating state and raising cases."""
         self.lists.refresh()
         decoded = self.decoder.decode(lines_batch, self.next_seq, self.watermark)
         self.next_seq += len(lines_batch.lines)

@@ -53,7 +53,10 @@ def build_sink(
         allowed = ", ".join(sorted(_KEYS[kind])) or "none"
         raise SinkError(f"{kind} sink: unknown key {unknown[0]!r} (allowed: {allowed})")
     if kind == "file":
-        return FileSink(_path(spec, "path", kind), resume_seq)
+        path = spec.get("path")
+        if not isinstance(path, str) or not path:
+            raise SinkError("file sink: 'path' must be a file path")
+        return FileSink(path, resume_seq)  # the name keeps the spec's text
     if kind == "stdout":
         return StdoutSink(resume_seq=resume_seq)
     return _build_webhook(spec, data_dir, pipeline, resume_seq)

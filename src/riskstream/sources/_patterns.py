@@ -79,9 +79,7 @@ class _Episodes:
     at_ms: FloatArr
 
 
-def _episodes(
-    rng: np.random.Generator, name: str, block_events: int, block_ms: float
-) -> _Episodes:
+def _episodes(rng: np.random.Generator, name: str, block_events: int, block_ms: float) -> _Episodes:
     """Draw episodes of ``name`` for one block; durations are capped to fit inside the block."""
     share, size_lo, size_hi, dur_lo, dur_hi = _SHAPES[name]
     mean_size = (size_lo + size_hi) / 2.0

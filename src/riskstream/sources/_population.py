@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,7 @@ N_MERCHANTS = 5003
 N_COUNTRIES = len(COUNTRIES)
 
 _CARDS_PER_PERSON = (0.55, 0.30, 0.15)  # 1, 2 or 3 cards
+_CARD_TIERS = 24
 _NORMAL_AMOUNT_MEDIAN = 35.0
 _NORMAL_AMOUNT_SIGMA = 1.1
 
@@ -45,11 +47,14 @@ def _shop_number(shop_id: str) -> int:
 class Population:
     """Entities and their popularity; every array is indexed by the entity's ordinal."""
 
-    card_cdf: FloatArr  # cumulative card popularity, last element 1.0
+    card_tier_cdf: FloatArr  # cumulative popularity of the card activity tiers
+    card_tier_start: IntArr  # tier -> first card ordinal (tiers are contiguous ranges)
+    card_tier_count: IntArr
     card_number: IntArr  # card ordinal -> number shown in card_id
     card_person: IntArr  # card ordinal -> person ordinal (person_id number - 1)
     card_country: IntArr  # card ordinal -> country index (the person's home)
-    merchant_cdf: FloatArr  # cumulative Zipf-like merchant popularity
+    merchant_alias_prob: FloatArr  # Walker alias table of Zipf-like merchant popularity
+    merchant_alias: IntArr
     merchant_category: IntArr
     merchant_shop_start: IntArr  # merchant -> first normal shop ordinal
     merchant_shop_count: IntArr
@@ -67,12 +72,16 @@ class Population:
     # -- sampling (vectorized over n events) ---------------------------------------------
 
     def cards(self, rng: np.random.Generator, n: int) -> IntArr:
-        """``n`` card ordinals drawn by card popularity."""
-        return np.searchsorted(self.card_cdf, rng.random(n), side="right").astype(np.int64)
+        """``n`` card ordinals drawn by card popularity: a tier by weight, then a card in it."""
+        tier = np.searchsorted(self.card_tier_cdf, rng.random(n), side="right")
+        offset = (rng.random(n) * self.card_tier_count[tier]).astype(np.int64)
+        return self.card_tier_start[tier] + offset
 
     def merchants(self, rng: np.random.Generator, n: int) -> IntArr:
-        """``n`` merchant ordinals drawn by (skewed) merchant popularity."""
-        return np.searchsorted(self.merchant_cdf, rng.random(n), side="right").astype(np.int64)
+        """``n`` merchant ordinals drawn by (skewed) merchant popularity (alias method, O(1))."""
+        pick = rng.integers(0, len(self.merchant_alias), n)
+        keep = rng.random(n) < self.merchant_alias_prob[pick]
+        return np.where(keep, pick, self.merchant_alias[pick])
 
     def shops_of(self, rng: np.random.Generator, merchants: IntArr) -> IntArr:
         """One normal shop of each given merchant, uniformly."""
@@ -109,6 +118,32 @@ def _cdf(weights: FloatArr) -> FloatArr:
     return cdf
 
 
+def _alias_table(weights: FloatArr) -> tuple[FloatArr, IntArr]:
+    """Walker/Vose alias table: sample ``i`` uniformly, keep it with ``prob[i]``, else ``alias[i]``."""
+    n = len(weights)
+    scaled = (weights * (n / weights.sum())).tolist()
+    prob = [1.0] * n
+    alias = list(range(n))
+    small = [i for i, w in enumerate(scaled) if w < 1.0]
+    large = [i for i, w in enumerate(scaled) if w >= 1.0]
+    while small and large:
+        lo, hi = small.pop(), large.pop()
+        prob[lo] = scaled[lo]
+        alias[lo] = hi
+        scaled[hi] -= 1.0 - scaled[lo]
+        (small if scaled[hi] < 1.0 else large).append(hi)
+    return np.array(prob), np.array(alias, dtype=np.int64)
+
+
+def _card_tiers(n_cards: int) -> tuple[FloatArr, IntArr, IntArr]:
+    """Equal-size card tiers whose per-card weights follow log-normal quantiles (sigma 0.8)."""
+    bounds = np.linspace(0, n_cards, _CARD_TIERS + 1).astype(np.int64)
+    count = np.diff(bounds)
+    normal = NormalDist()
+    per_card = np.exp([0.8 * normal.inv_cdf((k + 0.5) / _CARD_TIERS) for k in range(_CARD_TIERS)])
+    return _cdf(per_card * count), bounds[:-1], count
+
+
 @lru_cache(maxsize=4)
 def population(seed: int) -> Population:
     """The world for ``seed``: ~800k cards of 500k persons, 5003 merchants, ~10k shops."""
@@ -116,16 +151,18 @@ def population(seed: int) -> Population:
     shares = np.array([w for _, _, w in COUNTRIES])
     person_country = rng.choice(N_COUNTRIES, size=N_PERSONS, p=shares / shares.sum())
     per_person = rng.choice(3, size=N_PERSONS, p=_CARDS_PER_PERSON) + 1
-    card_person = np.repeat(np.arange(N_PERSONS, dtype=np.int64), per_person)
+    card_person = rng.permutation(np.repeat(np.arange(N_PERSONS, dtype=np.int64), per_person))
     n_cards = len(card_person)
     card_number = rng.permutation(n_cards).astype(np.int64) + 1
-    # Mild skew: the busiest card still makes only a couple of payments per 5 minutes.
-    card_cdf = _cdf(rng.lognormal(0.0, 0.8, n_cards))
+    # Mild skew: the busiest cards still make well under one payment per minute.
+    tier_cdf, tier_start, tier_count = _card_tiers(n_cards)
 
     ranks = rng.permutation(N_MERCHANTS)
-    merchant_cdf = _cdf(1.0 / (ranks + 2.0) ** 1.05)
+    alias_prob, alias = _alias_table(1.0 / (ranks + 2.0) ** 1.05)
     cat_shares = np.array(CATEGORY_SHARES)
-    merchant_category = rng.choice(len(cat_shares), size=N_MERCHANTS, p=cat_shares / cat_shares.sum())
+    merchant_category = rng.choice(
+        len(cat_shares), size=N_MERCHANTS, p=cat_shares / cat_shares.sum()
+    )
     shop_count = np.minimum(rng.geometric(0.5, N_MERCHANTS), 30).astype(np.int64)
     shop_start = np.cumsum(shop_count) - shop_count
     n_normal = int(shop_count.sum())
@@ -144,11 +181,14 @@ def population(seed: int) -> Population:
 
     titles, starts, counts = normal_titles()
     return Population(
-        card_cdf=card_cdf,
+        card_tier_cdf=tier_cdf,
+        card_tier_start=tier_start,
+        card_tier_count=tier_count,
         card_number=card_number,
         card_person=card_person,
         card_country=person_country[card_person].astype(np.int64),
-        merchant_cdf=merchant_cdf,
+        merchant_alias_prob=alias_prob,
+        merchant_alias=alias,
         merchant_category=merchant_category.astype(np.int64),
         merchant_shop_start=shop_start,
         merchant_shop_count=shop_count,
@@ -157,7 +197,9 @@ def population(seed: int) -> Population:
         normal_shop_ids=normal_shop_ids,
         blacklisted=blacklisted,
         verified=verified,
-        currency_of_country=np.array([CURRENCIES.index(c) for _, c, _ in COUNTRIES], dtype=np.int64),
+        currency_of_country=np.array(
+            [CURRENCIES.index(c) for _, c, _ in COUNTRIES], dtype=np.int64
+        ),
         title_start=np.array(starts, dtype=np.int64),
         title_count=np.array(counts, dtype=np.int64),
         risky_start=len(titles),

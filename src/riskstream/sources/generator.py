@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
+from typing import IO
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -35,6 +38,7 @@ from riskstream.errors import UsageError
 from riskstream.sources._patterns import PATTERNS, inject
 from riskstream.sources._population import (
     N_COUNTRIES,
+    N_MERCHANTS,
     BoolArr,
     FloatArr,
     IntArr,
@@ -74,6 +78,7 @@ DEFAULT_START_MS = 1_767_571_200_000
 DEFAULT_RATE_PER_S = 200.0
 #: Events per independently seeded block (a property of the stream, not of ``chunk``).
 BLOCK_EVENTS = 100_000
+_TEXT_ROWS = 25_000  # rows rendered to JSON text at a time
 #: The partition name of ``GeneratorSource`` positions.
 PARTITION = "generator"
 
@@ -141,7 +146,8 @@ def _make_block(pop: Population, seed: int, index: int, start_ms: int, rate: flo
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1, index))))
     n = BLOCK_EVENTS
     block_ms = n * 1000.0 / rate
-    offsets = np.sort(rng.random(n) * block_ms)  # a Poisson process with n arrivals
+    gaps = np.cumsum(rng.standard_exponential(n + 1))  # a Poisson process with n arrivals
+    offsets = gaps[:-1] * (block_ms / gaps[-1])
     arrival = np.floor(start_ms + index * block_ms + offsets).astype(np.int64)
 
     card = pop.cards(rng, n)
@@ -190,26 +196,81 @@ def _make_block(pop: Population, seed: int, index: int, start_ms: int, rate: flo
     )
 
 
-@cache
-def _pools() -> dict[str, pl.Series]:
-    """String pools that events index into (titles, countries, currencies, statuses, patterns)."""
-    return {
-        "title": pl.Series(normal_titles()[0] + risky_titles(), dtype=pl.String),
-        "country": pl.Series([c for c, _, _ in COUNTRIES], dtype=pl.String),
-        "currency": pl.Series(CURRENCIES, dtype=pl.String),
-        "status": pl.Series(["succeeded", "declined"], dtype=pl.String),
-        "pattern": pl.Series(PATTERNS, dtype=pl.String),
-    }
-
-
-def _prefixed(name: str, prefix: str, width: int) -> pl.Expr:
+def _padded(name: str, prefix: str, width: int) -> pl.Expr:
     """``prefix`` + the integer column ``name`` zero-padded to ``width`` digits."""
-    return (pl.lit(prefix) + pl.col(name).cast(pl.String).str.zfill(width)).alias(name)
+    return pl.lit(prefix) + pl.col(name).cast(pl.String).str.zfill(width)
 
 
-def _frame(pop: Population, block: _Block, first_index: int, lo: int, hi: int) -> pl.DataFrame:
-    """Rows ``[lo, hi)`` of a block (whose first event is ``first_index``) as public events."""
-    pools = _pools()
+@dataclass(frozen=True)
+class _Render:
+    """Polars expressions that turn raw block columns into public columns or JSON text.
+
+    ``fragments`` gives, per field, the text ``"key":value`` (the first with ``{``, the last
+    with ``}``), mostly gathered from pre-rendered pools, so that joining them with commas
+    (``concat_str`` or the CSV writer with ``quote_style="never"``) yields compact JSON lines
+    without any per-row Python.
+    """
+
+    columns: dict[str, pl.Expr]
+    fragments: list[pl.Expr]
+    json_line: pl.Expr
+
+    @staticmethod
+    def for_population(pop: Population) -> _Render:
+        """Pools and expressions for ``pop``."""
+        countries = [c for c, _, _ in COUNTRIES]
+        pools: dict[str, list[str]] = {
+            "merchant_id": [f"merchant_{i:04d}" for i in range(1, N_MERCHANTS + 1)],
+            "shop_id": [f"shop_{n}" for n in pop.shop_number.tolist()],
+            "currency": list(CURRENCIES),
+            "card_country": countries,
+            "ip_country": countries,
+            "product_title": list(normal_titles()[0] + risky_titles()),
+            "status": ["succeeded", "declined"],
+            "label": ["0", "1"],
+            "pattern": list(PATTERNS),
+        }
+        padded = {
+            "event_id": ("ev-", 9),
+            "card_id": ("card_", 7),
+            "person_id": ("person_", 6),
+        }
+        last = len(FIELDS) - 1
+        columns: dict[str, pl.Expr] = {}
+        fragments: list[pl.Expr] = []
+        for i, name in enumerate(FIELDS):
+            head = ("{" if i == 0 else "") + json.dumps(name) + ":"
+            tail = "}" if i == last else ""
+            if name in pools:
+                values = pools[name]
+                as_json = (
+                    values
+                    if name == "label"
+                    else [json.dumps(v, ensure_ascii=False) for v in values]
+                )
+                if name == "label":
+                    columns[name] = pl.col(name)
+                else:
+                    columns[name] = pl.lit(pl.Series(values, dtype=pl.String)).gather(pl.col(name))
+                texts = pl.Series([head + v + tail for v in as_json], dtype=pl.String)
+                fragments.append(pl.lit(texts).gather(pl.col(name)).alias(name))
+                continue
+            if name in padded:
+                prefix, width = padded[name]
+                value = pl.col(name).cast(pl.String).str.zfill(width)
+                columns[name] = pl.lit(prefix) + value
+                parts = [pl.lit(f'{head}"{prefix}'), value, pl.lit('"' + tail)]
+            else:  # plain numbers
+                columns[name] = pl.col(name)
+                parts = [pl.lit(head), pl.col(name).cast(pl.String), pl.lit(tail)]
+            fragments.append(pl.concat_str(parts).alias(name))
+        columns = {name: expr.alias(name) for name, expr in columns.items()}
+        return _Render(columns, fragments, pl.concat_str(fragments, separator=",").alias("line"))
+
+
+def _raw(pop: Population, block: _Block, first_index: int, lo: int, hi: int) -> pl.DataFrame:
+    """Rows ``[lo, hi)`` of a block (whose first event is ``first_index``) as numbers and pool
+    indices, one column per public field."""
     card = block.card[lo:hi]
     country = pop.card_country[card]
     mode = block.currency_mode[lo:hi]
@@ -218,59 +279,31 @@ def _frame(pop: Population, block: _Block, first_index: int, lo: int, hi: int) -
         pop.currency_of_country[country],
         np.where(mode == 1, CURRENCIES.index("USD"), CURRENCIES.index("EUR")),
     )
-    ids = pl.DataFrame(
+    return pl.DataFrame(
         {
             "event_id": np.arange(first_index + lo, first_index + hi, dtype=np.int64),
+            "event_time": block.event_time[lo:hi],
             "card_id": pop.card_number[card],
             "person_id": pop.card_person[card] + 1,
-            "merchant_id": block.merchant[lo:hi] + 1,
-            "shop_id": pop.shop_number[block.shop[lo:hi]],
+            "merchant_id": block.merchant[lo:hi],
+            "shop_id": block.shop[lo:hi],
+            "amount": block.amount[lo:hi],
+            "currency": currency,
+            "card_country": country,
+            "ip_country": (country + block.ip_shift[lo:hi]) % N_COUNTRIES,
+            "product_title": block.title[lo:hi],
+            "status": block.declined[lo:hi].astype(np.int64),
+            "label": block.label[lo:hi],
+            "pattern": block.pattern[lo:hi],
         }
-    ).select(
-        _prefixed("event_id", "ev-", 9),
-        _prefixed("card_id", "card_", 7),
-        _prefixed("person_id", "person_", 6),
-        _prefixed("merchant_id", "merchant_", 4),
-        _prefixed("shop_id", "shop_", 0),
-    )
-    return pl.DataFrame(
-        [
-            ids["event_id"],
-            pl.Series("event_time", block.event_time[lo:hi], dtype=pl.Int64),
-            ids["card_id"],
-            ids["person_id"],
-            ids["merchant_id"],
-            ids["shop_id"],
-            pl.Series("amount", block.amount[lo:hi], dtype=pl.Float64),
-            pools["currency"].gather(currency).alias("currency"),
-            pools["country"].gather(country).alias("card_country"),
-            pools["country"].gather((country + block.ip_shift[lo:hi]) % N_COUNTRIES).alias(
-                "ip_country"
-            ),
-            pools["title"].gather(block.title[lo:hi]).alias("product_title"),
-            pools["status"].gather(block.declined[lo:hi].astype(np.int64)).alias("status"),
-            pl.Series("label", block.label[lo:hi], dtype=pl.Int64),
-            pools["pattern"].gather(block.pattern[lo:hi]).alias("pattern"),
-        ]
     )
 
 
-def _ndjson(frame: pl.DataFrame) -> bytes:
-    """Compact JSON lines, each ended by a newline (one polars pass, no per-row Python)."""
-    if frame.height == 0:
-        return b""
-    buf = io.BytesIO()
-    frame.select(pl.struct(pl.all()).struct.json_encode().alias("j")).write_csv(
-        buf, include_header=False, quote_style="never"
-    )
-    return buf.getvalue()
-
-
-def _split(data: bytes) -> list[bytes]:
-    """Newline-ended JSON lines as a list without the newlines."""
-    lines = data.split(b"\n")
-    lines.pop()  # the empty string after the final newline
-    return lines
+@lru_cache(maxsize=4)
+def _world(seed: int) -> tuple[Population, _Render]:
+    """The population of ``seed`` and its renderer (built once per seed, ~0.3 s)."""
+    pop = population(seed)
+    return pop, _Render.for_population(pop)
 
 
 class _Stream:
@@ -279,42 +312,76 @@ class _Stream:
     def __init__(self, seed: int, start_ms: int, rate_per_s: float) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        if not rate_per_s > 0:
-            raise ValueError(f"rate_per_s must be positive, got {rate_per_s!r}")
+        if not (isinstance(rate_per_s, int | float) and 0 < rate_per_s < math.inf):
+            raise ValueError(f"rate_per_s must be a positive number, got {rate_per_s!r}")
+        if isinstance(start_ms, bool) or not isinstance(start_ms, int):
+            raise ValueError(f"start_ms must be integer epoch milliseconds, got {start_ms!r}")
         self.seed = seed
-        self.start_ms = int(start_ms)
+        self.start_ms = start_ms
         self.rate = float(rate_per_s)
-        self.pop = population(seed)
+        self.pop, self.render = _world(seed)
         self._cached: tuple[int, _Block] | None = None
 
     def block(self, index: int) -> _Block:
         """Block ``index``, generated on first use."""
         if self._cached is None or self._cached[0] != index:
-            self._cached = (index, _make_block(self.pop, self.seed, index, self.start_ms, self.rate))
+            self._cached = (
+                index,
+                _make_block(self.pop, self.seed, index, self.start_ms, self.rate),
+            )
         return self._cached[1]
 
-    def _pieces(self, pos: int, n: int) -> Iterator[tuple[_Block, int, int, int]]:
-        """(block, first event index of block, lo, hi) covering events ``[pos, pos + n)``."""
+    def forget(self) -> None:
+        """Drop the cached block (memory)."""
+        self._cached = None
+
+    def raw(self, pos: int, n: int) -> pl.DataFrame:
+        """Events ``[pos, pos + n)`` as ordinals/numbers (see ``_raw``), across blocks."""
+        parts: list[pl.DataFrame] = []
         end = pos + n
         while pos < end:
             index = pos // BLOCK_EVENTS
             first = index * BLOCK_EVENTS
             hi = min(end, first + BLOCK_EVENTS)
-            yield self.block(index), first, pos - first, hi - first
+            parts.append(_raw(self.pop, self.block(index), first, pos - first, hi - first))
             pos = hi
+        if len(parts) == 1:
+            return parts[0]
+        return pl.concat(parts) if parts else _raw(self.pop, self.block(0), 0, 0, 0)
 
     def frame(self, pos: int, n: int) -> pl.DataFrame:
         """Events ``[pos, pos + n)`` as a DataFrame with ``SCHEMA``."""
-        parts = [_frame(self.pop, b, first, lo, hi) for b, first, lo, hi in self._pieces(pos, n)]
-        if not parts:
-            return pl.DataFrame(schema=SCHEMA)
-        return parts[0] if len(parts) == 1 else pl.concat(parts)
+        return self.raw(pos, n).select(**self.render.columns)
+
+    def _text_pieces(self, pos: int, n: int) -> Iterator[pl.DataFrame]:
+        """Raw rows in pieces of at most ``_TEXT_ROWS`` (keeps text buffers small and reused)."""
+        for start in range(pos, pos + n, _TEXT_ROWS):
+            yield self.raw(start, min(_TEXT_ROWS, pos + n - start))
+
+    def lines(self, pos: int, n: int) -> list[bytes]:
+        """Events ``[pos, pos + n)`` as compact JSON lines without newlines."""
+        lines: list[bytes] = []
+        for raw in self._text_pieces(pos, n):
+            line = raw.select(self.render.json_line).to_series().cast(pl.Binary)
+            lines.extend(line.to_list())
+        return lines
+
+    def write(self, out: IO[bytes], pos: int, n: int) -> None:
+        """Write events ``[pos, pos + n)`` to ``out`` as newline-ended JSON lines."""
+        for raw in self._text_pieces(pos, n):
+            text = raw.select(self.render.fragments)
+            text.write_csv(out, include_header=False, quote_style="never", separator=",")
 
     def arrival(self, pos: int, n: int) -> list[int]:
         """Arrival (ingestion) times in ms of events ``[pos, pos + n)``."""
         out: list[int] = []
-        for b, _first, lo, hi in self._pieces(pos, n):
-            out.extend(b.arrival_ms[lo:hi].tolist())
+        end = pos + n
+        while pos < end:
+            index = pos // BLOCK_EVENTS
+            first = index * BLOCK_EVENTS
+            hi = min(end, first + BLOCK_EVENTS)
+            out.extend(self.block(index).arrival_ms[pos - first : hi - first].tolist())
+            pos = hi
         return out
 
 
@@ -349,8 +416,10 @@ def generate_lines(
     chunk: int = 100_000,
 ) -> Iterator[list[bytes]]:
     """Like ``generate_frames`` but each chunk as compact JSON lines (no trailing newline)."""
-    frames = generate_frames(events, seed, start_ms=start_ms, rate_per_s=rate_per_s, chunk=chunk)
-    return (_split(_ndjson(frame)) for frame in frames)
+    _check_count("events", events, 0)
+    _check_count("chunk", chunk, 1)
+    stream = _Stream(seed, start_ms, rate_per_s)
+    return (stream.lines(pos, min(chunk, events - pos)) for pos in range(0, events, chunk))
 
 
 def write_jsonl(
@@ -364,16 +433,20 @@ def write_jsonl(
 ) -> int:
     """Write the stream as JSON lines to ``path`` (gzip when it ends with ``.gz``, with a fixed
     header so the bytes are reproducible); returns the number of events written."""
-    frames = generate_frames(events, seed, start_ms=start_ms, rate_per_s=rate_per_s, chunk=chunk)
+    _check_count("events", events, 0)
+    _check_count("chunk", chunk, 1)
+    stream = _Stream(seed, start_ms, rate_per_s)
     path = Path(path)
     with path.open("wb") as raw:
-        if path.name.endswith(".gz"):
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
-                for frame in frames:
-                    gz.write(_ndjson(frame))
-        else:
-            for frame in frames:
-                raw.write(_ndjson(frame))
+        if not path.name.endswith(".gz"):
+            for pos in range(0, events, chunk):
+                stream.write(raw, pos, min(chunk, events - pos))
+            return events
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
+            for pos in range(0, events, chunk):
+                buf = io.BytesIO()
+                stream.write(buf, pos, min(chunk, events - pos))
+                gz.write(buf.getbuffer())
     return events
 
 
@@ -463,7 +536,7 @@ class GeneratorSource:
             time.sleep(max(timeout_s, 0.0))
             return RawBatch(lines=[], positions=[], resume={PARTITION: self._next})
         pos = self._next
-        lines = _split(_ndjson(self._stream.frame(pos, n)))
+        lines = self._stream.lines(pos, n)
         self._next = pos + n
         return RawBatch(
             lines=lines,
@@ -474,4 +547,4 @@ class GeneratorSource:
 
     def close(self) -> None:
         """Nothing to release; drops the cached block."""
-        self._stream._cached = None
+        self._stream.forget()

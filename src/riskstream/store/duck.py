@@ -116,7 +116,7 @@ class Store:
             sql += " AND key = ?"
             args.append(key)
         with self.connect() as con:
-            return pl.from_arrow(con.execute(sql, args).to_arrow_table())  # type: ignore[return-value]
+            return pl.from_arrow(con.sql(sql, params=args).to_arrow_table())  # type: ignore[return-value]
 
     def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (used by the query and API layers)."""
@@ -126,7 +126,7 @@ class Store:
     def frame(self, sql: str, args: Sequence[Any] = ()) -> pl.DataFrame:
         """Run a read query into a Polars frame."""
         with self.connect() as con:
-            return pl.from_arrow(con.execute(sql, list(args)).to_arrow_table())  # type: ignore[return-value]
+            return pl.from_arrow(con.sql(sql, params=list(args)).to_arrow_table())  # type: ignore[return-value]
 
     # ---- the checkpoint transaction ----------------------------------------------------
 

@@ -17,6 +17,11 @@ from riskstream.sinks.file import _SLOT_SIZE, FileSink
 from ._cases import make_case, make_cases
 
 
+def open_sink(path: Path, resume_seq: int = 0) -> FileSink:
+    """A sink that flushes only when told, so each test decides what is durable."""
+    return FileSink(path, resume_seq, sync_every_s=None)
+
+
 def crash(sink: FileSink) -> None:
     """Simulate a process crash: drop the descriptors without flushing or marking."""
     sink._close_fds()
@@ -34,7 +39,7 @@ def bodies(cases: list[Case]) -> list[bytes]:
 
 def test_lines_are_bodies_and_the_mark_moves_at_flush(tmp_path: Path) -> None:
     path = tmp_path / "cases.jsonl"
-    sink = FileSink(path)
+    sink = open_sink(path)
     assert sink.name == f"file:{path}"
     cases = make_cases(range(1, 6))
     sink.deliver(cases)
@@ -50,13 +55,30 @@ def test_lines_are_bodies_and_the_mark_moves_at_flush(tmp_path: Path) -> None:
         sink.deliver(cases)
 
 
+def test_deliver_flushes_by_itself_when_the_last_flush_is_old(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path / "cases.jsonl", sync_every_s=0.0)
+    sink.deliver(make_cases([1, 2]))
+    assert sink.delivered_seq() == 2
+    sink.close()
+
+
+def test_path_keeps_the_spec_text_in_the_name_and_expands_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    sink = FileSink("~/cases.jsonl")
+    assert sink.name == "file:~/cases.jsonl"
+    sink.close()
+    assert (tmp_path / "cases.jsonl").exists()
+
+
 def test_clean_restart_resumes_after_the_mark_and_skips_overlap(tmp_path: Path) -> None:
     path = tmp_path / "cases.jsonl"
     cases = make_cases([2, 3, 7, 8, 11, 12])
-    sink = FileSink(path)
+    sink = open_sink(path)
     sink.deliver(cases[:4])
     sink.close()
-    sink = FileSink(path, resume_seq=3)  # the engine persisted an older mark
+    sink = open_sink(path, 3)  # the engine persisted an older mark
     assert sink.delivered_seq() == 8
     sink.deliver(cases[1:])  # the engine re-delivers from its own mark: overlap is skipped
     sink.close()
@@ -66,13 +88,13 @@ def test_clean_restart_resumes_after_the_mark_and_skips_overlap(tmp_path: Path) 
 def test_crash_before_flush_drops_unmarked_lines(tmp_path: Path) -> None:
     path = tmp_path / "cases.jsonl"
     cases = make_cases(range(1, 21))
-    sink = FileSink(path)
+    sink = open_sink(path)
     sink.deliver(cases[:10])
     sink.flush()
     sink.deliver(cases[10:15])
     crash(sink)
     assert len(lines(path)) == 15  # written to the OS, but never marked
-    sink = FileSink(path)
+    sink = open_sink(path)
     assert sink.delivered_seq() == 10
     assert lines(path) == bodies(cases[:10])
     sink.deliver(cases[10:])
@@ -83,14 +105,14 @@ def test_crash_before_flush_drops_unmarked_lines(tmp_path: Path) -> None:
 def test_torn_last_line_is_cut(tmp_path: Path) -> None:
     path = tmp_path / "cases.jsonl"
     cases = make_cases(range(1, 11))
-    sink = FileSink(path)
+    sink = open_sink(path)
     sink.deliver(cases[:4])
     sink.flush()
     sink.deliver(cases[4:7])
     crash(sink)
     with path.open("r+b") as f:  # the crash tore line 6 in half
         f.truncate(len(b"".join(bodies(cases[:5]))) + 17)
-    sink = FileSink(path)
+    sink = open_sink(path)
     assert sink.delivered_seq() == 4
     sink.deliver(cases[4:])
     sink.close()
@@ -100,7 +122,7 @@ def test_torn_last_line_is_cut(tmp_path: Path) -> None:
 def test_torn_mark_falls_back_to_the_previous_one(tmp_path: Path) -> None:
     path = tmp_path / "cases.jsonl"
     cases = make_cases(range(1, 9))
-    sink = FileSink(path)
+    sink = open_sink(path)
     sink.deliver(cases[:3])
     sink.flush()
     sink.deliver(cases[3:6])
@@ -110,7 +132,7 @@ def test_torn_mark_falls_back_to_the_previous_one(tmp_path: Path) -> None:
         f.seek(torn_slot * _SLOT_SIZE + 10)
         f.write(b"\x00garbage")
     crash(sink)
-    sink = FileSink(path)
+    sink = open_sink(path)
     assert sink.delivered_seq() == 3
     sink.deliver(cases[3:])
     sink.close()
@@ -121,7 +143,7 @@ def test_without_a_sidecar_the_engine_mark_wins_and_a_torn_line_is_cut(tmp_path:
     path = tmp_path / "cases.jsonl"
     cases = make_cases(range(1, 7))
     path.write_bytes(b"".join(bodies(cases[:3])) + b'{"case_id": "tor')
-    sink = FileSink(path, resume_seq=3)
+    sink = open_sink(path, 3)
     assert sink.delivered_seq() == 3
     sink.deliver(cases)
     sink.close()
@@ -131,11 +153,11 @@ def test_without_a_sidecar_the_engine_mark_wins_and_a_torn_line_is_cut(tmp_path:
 def test_rotated_file_resumes_at_the_engine_mark(tmp_path: Path) -> None:
     path = tmp_path / "cases.jsonl"
     cases = make_cases(range(1, 7))
-    sink = FileSink(path)
+    sink = open_sink(path)
     sink.deliver(cases[:3])
     sink.close()
     path.rename(tmp_path / "cases.jsonl.1")  # rotated by hand; the sidecar stays
-    sink = FileSink(path, resume_seq=3)
+    sink = open_sink(path, 3)
     assert sink.delivered_seq() == 3
     sink.deliver(cases)
     sink.close()
@@ -144,16 +166,16 @@ def test_rotated_file_resumes_at_the_engine_mark(tmp_path: Path) -> None:
 
 def test_stale_marks_never_win_once_the_file_grows_again(tmp_path: Path) -> None:
     path = tmp_path / "cases.jsonl"
-    sink = FileSink(path)
+    sink = open_sink(path)
     sink.deliver(make_cases(range(1, 4), pad=500))
     sink.close()  # both slots now point far into the file
     path.rename(tmp_path / "cases.jsonl.1")
-    sink = FileSink(path)  # a fresh store: the engine has no mark
+    sink = open_sink(path)  # a fresh store: the engine has no mark
     assert sink.delivered_seq() == 0
     cases = make_cases(range(1, 30), pad=100)
     sink.deliver(cases)  # grows past the stale offsets, then crashes before any flush
     crash(sink)
-    sink = FileSink(path)
+    sink = open_sink(path)
     assert sink.delivered_seq() == 0
     sink.deliver(cases)
     sink.close()
@@ -162,11 +184,11 @@ def test_stale_marks_never_win_once_the_file_grows_again(tmp_path: Path) -> None
 
 def test_a_second_sink_on_the_same_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "cases.jsonl"
-    sink = FileSink(path)
+    sink = open_sink(path)
     with pytest.raises(SinkError, match="in use"):
-        FileSink(path)
+        open_sink(path)
     sink.close()
-    FileSink(path).close()
+    open_sink(path).close()
 
 
 def test_unopenable_path_is_a_sink_error(tmp_path: Path) -> None:
@@ -181,7 +203,9 @@ _ops = st.lists(
     st.one_of(
         st.tuples(st.just("deliver"), st.integers(1, 8)),
         st.tuples(st.just("flush"), st.just(0)),
-        st.tuples(st.just("crash"), st.integers(0, 1000)),  # 0..1000: how much unsynced data survives
+        st.tuples(
+            st.just("crash"), st.integers(0, 1000)
+        ),  # 0..1000: how much unsynced data survives
         st.tuples(st.just("crash_in_flush"), st.integers(0, _SLOT_SIZE - 1)),
     ),
     max_size=25,
@@ -204,7 +228,7 @@ def test_random_crashes_leave_exactly_one_line_per_case(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cases.jsonl"
         engine_mark = 0  # what the engine persisted (it may lag behind the sink's mark)
-        sink = FileSink(path)
+        sink = open_sink(path)
         nxt = 0  # index of the next case the engine hands over
         for step, (op, arg) in enumerate(ops):
             if op == "deliver":
@@ -230,7 +254,7 @@ def test_random_crashes_leave_exactly_one_line_per_case(
                         if arg % 3 == 0 and keep < size:
                             f.seek(keep)
                             f.write(b"\x00" * (arg % 7))
-                sink = FileSink(path, resume_seq=engine_mark)
+                sink = open_sink(path, engine_mark)
                 mark = sink.delivered_seq()
                 assert mark >= engine_mark
                 held = [c for c in cases if c.seq <= mark]

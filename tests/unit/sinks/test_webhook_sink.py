@@ -202,8 +202,17 @@ def test_mark_is_the_end_of_the_finished_prefix() -> None:
 
 @pytest.mark.parametrize(
     ("status", "verdict"),
-    [(200, "delivered"), (204, "delivered"), (301, "dead_letter"), (400, "dead_letter")]
-    + [(404, "dead_letter"), (408, "retry"), (429, "retry"), (500, "retry"), (503, "retry")],
+    [
+        (200, "delivered"),
+        (204, "delivered"),
+        (301, "dead_letter"),
+        (400, "dead_letter"),
+        (404, "dead_letter"),
+        (408, "retry"),
+        (429, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+    ],
 )
 def test_verdicts(status: int, verdict: str) -> None:
     assert verdict_for(status) == verdict

@@ -16,7 +16,9 @@ RISKY = ["replica watch", "vape", "hair extensions"]
 TITLES = ["blue shirt", "coffee beans", "running shoes", "usb cable", "garden hose", "phone case"]
 
 
-def write_events(path: Path, n: int, seed: int, hours: float = 4.0, cards: int = 300) -> list[dict[str, object]]:
+def write_events(
+    path: Path, n: int, seed: int, hours: float = 4.0, cards: int = 300
+) -> list[dict[str, object]]:
     """Write ``n`` events as JSON lines and return them in file order."""
     rnd = random.Random(seed)
     span = int(hours * 3_600_000)
@@ -36,7 +38,11 @@ def write_events(path: Path, n: int, seed: int, hours: float = 4.0, cards: int =
             title = f"Cheap {rnd.choice(RISKY).upper()}!! best"
         event: dict[str, object] = {
             "event_id": f"x{i:06d}",
-            "ts": t if rnd.random() < 0.7 else datetime.fromtimestamp(t / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": t
+            if rnd.random() < 0.7
+            else datetime.fromtimestamp(t / 1000, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "card": card,
             "merchant": f"m{rnd.randint(0, 40)}",
             "amount": round(rnd.lognormvariate(3, 1), 2),

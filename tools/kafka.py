@@ -16,14 +16,16 @@ Importable (``from tools.kafka import KafkaBroker``)::
     with KafkaBroker(tmp_path / "kafka") as broker:
         broker.create_topic("payments", partitions=4)
         producer = Producer({"bootstrap.servers": broker.bootstrap})
-        broker.restart()  # same port, same data
+        broker.restart()  # same port, same data; restart(crash=True) SIGKILLs first
 
 Layout of a data dir: ``server.properties``, ``log4j2.properties``, ``pid``, ``bootstrap``,
 ``ports``, ``data/`` (the Kafka log dir) and ``logs/`` (``server.log``, ``kafka.out``).
 
 The jars live in ``~/.cache/riskstream/kafka/<version>/libs`` (``$RISKSTREAM_CACHE`` replaces
 ``~/.cache/riskstream``). ``fetch`` also records a class-data-sharing archive of a warm broker
-(a JVM start-up cache), which roughly halves the broker's start time.
+(a JVM start-up cache, in ``cds/``), which roughly halves the broker's start-up CPU; if that
+fails once it is not retried until ``cds/*.failed`` is deleted. The broker runs with a 512 MiB
+heap, the serial GC and the quick (C1) JIT only, to start fast on a shared 2-core machine.
 
 Environment: ``RISKSTREAM_CACHE``, ``RISKSTREAM_KAFKA_VERSION``, ``RISKSTREAM_KAFKA_HEAP``
 (default ``512m``), ``RISKSTREAM_KAFKA_JAVA_OPTS`` (extra JVM options), ``RISKSTREAM_KAFKA_CDS=0``
@@ -455,6 +457,14 @@ def _tail(path: Path, lines: int = 30, start: int = 0) -> str:
     return _quote(data.decode("utf-8", "replace").splitlines(), lines)
 
 
+def _size_bytes(size: str) -> int:
+    """``512m`` -> bytes (a JVM memory size)."""
+    match = re.fullmatch(r"(\d+)([kmgt]?)", size.strip().lower())
+    if match is None:
+        raise BrokerError(f"not a JVM memory size: {size!r} (e.g. 512m)")
+    return int(match.group(1)) << (10 * " kmgt".index(match.group(2) or " "))
+
+
 def _cluster_id() -> str:
     """A random cluster id as Kafka makes them (base64url of 16 bytes, never starting with -)."""
     while True:
@@ -641,7 +651,10 @@ class KafkaBroker:
         return self
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, wait up to ``timeout`` s for a clean shutdown, then SIGKILL. Idempotent."""
+        """SIGTERM, wait up to ``timeout`` s for a clean shutdown, then SIGKILL. Idempotent.
+
+        ``timeout=0`` sends SIGKILL at once (see :meth:`kill`).
+        """
         with _file_lock(self.data_dir / ".lock"):
             pid = self._running_pid()
             if pid is not None:
@@ -651,11 +664,15 @@ class KafkaBroker:
             self.pid = None
             self._proc = None
 
-    def restart(self, timeout: float = STOP_TIMEOUT) -> KafkaBroker:
-        """Stop, then start on the same ports with the same data."""
+    def kill(self) -> None:
+        """SIGKILL, no clean shutdown: a crash. :meth:`start` then recovers the same data."""
+        self.stop(timeout=0.0)
+
+    def restart(self, timeout: float = STOP_TIMEOUT, *, crash: bool = False) -> KafkaBroker:
+        """Stop (or with ``crash`` SIGKILL), then start on the same ports with the same data."""
         if self.port is not None:
             self._fixed_port = True
-        self.stop(timeout)
+        self.stop(0.0 if crash else timeout)
         return self.start()
 
     def __enter__(self) -> KafkaBroker:
@@ -766,6 +783,10 @@ class KafkaBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "share.coordinator.state.topic.num.partitions": "4",
             "group.initial.rebalance.delay.ms": "0",
+            # After a crash (SIGKILL) the restarted broker waits for its old registration's
+            # session to expire before it may register again: 9 s by default, 4 s here.
+            "broker.heartbeat.interval.ms": "500",
+            "broker.session.timeout.ms": "4000",
             # A small footprint for a shared 2-core machine.
             "num.network.threads": "2",
             "num.io.threads": "4",
@@ -799,11 +820,14 @@ class KafkaBroker:
 
     def _jvm_options(self, kind: str) -> list[str]:
         extra = shlex.split(os.environ.get("RISKSTREAM_KAFKA_JAVA_OPTS", ""))
-        opts = ["-Xmx" + (self.heap if kind == "broker" else "256m")]
+        heap = self.heap if kind == "broker" else "256m"
+        opts = [f"-Xmx{heap}", f"-Xms{min(_size_bytes(heap), 64 * 2**20)}"]
         if kind == "broker":
-            opts += ["-Xms64m", "-XX:+ExitOnOutOfMemoryError"]
-        else:
-            opts += ["-XX:TieredStopAtLevel=1"]  # short-lived: the quick compiler is enough
+            opts.append("-XX:+ExitOnOutOfMemoryError")
+        # The quick (C1) compiler only: half the CPU to start (no C2 compiling the start-up
+        # code), and less CPU overall for test-sized traffic. For long benchmarks the full JIT
+        # comes back with RISKSTREAM_KAFKA_JAVA_OPTS=-XX:TieredStopAtLevel=4 (last flag wins).
+        opts.append("-XX:TieredStopAtLevel=1")
         if not any(opt.startswith("-XX:+Use") and opt.endswith("GC") for opt in extra):
             opts.append("-XX:+UseSerialGC")  # fewest threads on a shared 2-core machine
         opts += [
@@ -918,10 +942,11 @@ class KafkaBroker:
 
     def _terminate(self, pid: int, timeout: float) -> None:
         proc = self._proc if self._proc is not None and self._proc.pid == pid else None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if self._wait_gone(pid, proc, timeout):
-            return
+        if timeout > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if self._wait_gone(pid, proc, timeout):
+                return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         if not self._wait_gone(pid, proc, 10.0):

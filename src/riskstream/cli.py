@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import orjson
 import typer
@@ -22,7 +22,9 @@ err = Console(stderr=True)
 out = Console()
 
 SpecOpt = Annotated[Path, typer.Option("--config", "-c", help="Pipeline spec (YAML).")]
-DataDirOpt = Annotated[Path, typer.Option("--data-dir", help="Where the store, quarantine and logs live.")]
+DataDirOpt = Annotated[
+    Path, typer.Option("--data-dir", help="Where the store, quarantine and logs live.")
+]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -46,11 +48,15 @@ def validate(config: SpecOpt) -> None:
 @app.command()
 def generate(
     events: Annotated[int, typer.Option("--events", "-n", help="How many events.")] = 100_000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives the same stream.")] = 7,
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output JSON lines (.gz compresses).")] = Path(
-        "events.jsonl"
-    ),
-    rate: Annotated[float, typer.Option("--rate", help="Average events per second of event time.")] = 200.0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed: the same seed gives the same stream.")
+    ] = 7,
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="Output JSON lines (.gz compresses).")
+    ] = Path("events.jsonl"),
+    rate: Annotated[
+        float, typer.Option("--rate", help="Average events per second of event time.")
+    ] = 200.0,
 ) -> None:
     """Write the synthetic payment stream (with labelled fraud patterns) as JSON lines."""
     from riskstream.sources.generator import write_jsonl
@@ -62,14 +68,32 @@ def generate(
 @app.command()
 def run(
     config: SpecOpt,
-    source: Annotated[str | None, typer.Option("--source", help="file:PATH, stdin:, generator:?events=N&seed=S, kafka://HOST:PORT/TOPIC")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="file:PATH, stdin:, generator:?events=N&seed=S, kafka://HOST:PORT/TOPIC",
+        ),
+    ] = None,
     data_dir: DataDirOpt = Path("riskstream-data"),
-    until_end: Annotated[bool, typer.Option("--until-end", help="Stop at the end of a bounded source.")] = False,
-    summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Also write the summary as JSON.")] = None,
-    from_time: Annotated[str | None, typer.Option("--from", help="Replay: first event time (Kafka).")] = None,
-    to_time: Annotated[str | None, typer.Option("--to", help="Replay: end of the event time range (Kafka).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on the terminal.")] = False,
-    serve: Annotated[bool, typer.Option("--serve", help="Also serve the HTTP API and web UI.")] = False,
+    until_end: Annotated[
+        bool, typer.Option("--until-end", help="Stop at the end of a bounded source.")
+    ] = False,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Also write the summary as JSON.")
+    ] = None,
+    from_time: Annotated[
+        str | None, typer.Option("--from", help="Replay: first event time (Kafka).")
+    ] = None,
+    to_time: Annotated[
+        str | None, typer.Option("--to", help="Replay: end of the event time range (Kafka).")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress or summary on the terminal.")
+    ] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also serve the HTTP API and web UI.")
+    ] = False,
     port: Annotated[int, typer.Option("--port", help="HTTP port with --serve.")] = 8080,
 ) -> None:
     """Run a pipeline; restarting with the same data dir resumes from the last checkpoint."""
@@ -95,8 +119,12 @@ def run(
 def query(
     config: SpecOpt,
     metric: Annotated[str, typer.Argument(help="Metric name from the spec.")],
-    key: Annotated[str, typer.Argument(help="Key: the dimension value(s), joined by | for several.")],
-    from_time: Annotated[str, typer.Option("--from", help="Start (inclusive): epoch ms or ISO-8601.")],
+    key: Annotated[
+        str, typer.Argument(help="Key: the dimension value(s), joined by | for several.")
+    ],
+    from_time: Annotated[
+        str, typer.Option("--from", help="Start (inclusive): epoch ms or ISO-8601.")
+    ],
     to_time: Annotated[str, typer.Option("--to", help="End (exclusive): epoch ms or ISO-8601.")],
     data_dir: DataDirOpt = Path("riskstream-data"),
 ) -> None:
@@ -113,10 +141,16 @@ def query(
 
 @app.command()
 def demo(
-    events: Annotated[int, typer.Option("--events", "-n", help="How many generated events.")] = 60_000,
+    events: Annotated[
+        int, typer.Option("--events", "-n", help="How many generated events.")
+    ] = 60_000,
     seed: Annotated[int, typer.Option("--seed")] = 7,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Keep the demo's store here.")] = None,
-    serve: Annotated[bool, typer.Option("--serve", help="Then serve the API and web UI on the result.")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Keep the demo's store here.")
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then serve the API and web UI on the result.")
+    ] = False,
     port: Annotated[int, typer.Option("--port")] = 8080,
 ) -> None:
     """Generate a payment stream with labelled fraud, run the example pipelines, show what they caught."""

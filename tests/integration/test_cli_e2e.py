@@ -63,25 +63,63 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     spec.write_text(SPEC.format(cases=tmp / "cases.jsonl"))
     run_cli("validate", "-c", str(spec))
     proc = run_cli(
-        "run", "-c", str(spec), "--source", f"file:{tmp / 'events.jsonl'}", "--data-dir", str(tmp / "data"),
-        "--until-end", "--summary-json", str(tmp / "summary.json"),
+        "run",
+        "-c",
+        str(spec),
+        "--source",
+        f"file:{tmp / 'events.jsonl'}",
+        "--data-dir",
+        str(tmp / "data"),
+        "--until-end",
+        "--summary-json",
+        str(tmp / "summary.json"),
     )
     assert "events" in proc.stderr  # the summary table
     return {"tmp": tmp, "events": events, "spec": spec}
 
 
-def brute_stats(events: list[dict[str, Any]], metric: str, key: str, frm: int, to: int) -> dict[str, Any]:
+def brute_stats(
+    events: list[dict[str, Any]], metric: str, key: str, frm: int, to: int
+) -> dict[str, Any]:
     field = "card" if metric == "card" else "merchant"
     vals = [
-        float(e["amount"]) for e in events
+        float(e["amount"])
+        for e in events
         if e[field] == key and frm <= event_ms(e) < to and (metric != "card" or e["status"] == "ok")
     ]
-    return {"count": len(vals), "sum": math.fsum(vals), "min": min(vals) if vals else None, "max": max(vals) if vals else None}
+    return {
+        "count": len(vals),
+        "sum": math.fsum(vals),
+        "min": min(vals) if vals else None,
+        "max": max(vals) if vals else None,
+    }
 
 
-def query(spec: Path, data: Path, metric: str, key: str, frm: int, to: int, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+def query(
+    spec: Path,
+    data: Path,
+    metric: str,
+    key: str,
+    frm: int,
+    to: int,
+    capsys: pytest.CaptureFixture[str],
+) -> dict[str, Any]:
     with pytest.raises(SystemExit) as exc:
-        main(["query", "-c", str(spec), metric, key, "--from", str(frm), "--to", str(to), "--data-dir", str(data)])
+        main(
+            [
+                "query",
+                "-c",
+                str(spec),
+                metric,
+                key,
+                "--from",
+                str(frm),
+                "--to",
+                str(to),
+                "--data-dir",
+                str(data),
+            ]
+        )
     assert exc.value.code == 0
     return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
 
@@ -91,12 +129,16 @@ def test_summary_counts_every_event(world: dict[str, Any]) -> None:
     assert summary["events"] == 30_000 and summary["quarantined"] == 0
 
 
-def test_120_random_range_queries_equal_brute_force(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_120_random_range_queries_equal_brute_force(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     events = world["events"]
     times = [event_ms(e) for e in events]
     lo, hi = min(times), max(times) + 1
     rnd = random.Random(7)
-    cards = sorted({e["card"] for e in events}, key=lambda c: -sum(1 for e in events if e["card"] == c))[:30]
+    cards = sorted(
+        {e["card"] for e in events}, key=lambda c: -sum(1 for e in events if e["card"] == c)
+    )[:30]
     mismatches, exact_seen = [], 0
     for i in range(120):
         metric = "card" if i % 3 else "merchant"
@@ -111,7 +153,9 @@ def test_120_random_range_queries_equal_brute_force(world: dict[str, Any], capsy
         assert eff["from"] <= frm and eff["to"] >= to
         exact_seen += got["exact"]
         want = brute_stats(events, metric, key, eff["from"], eff["to"])
-        ok = got["count"] == want["count"] and math.isclose(got["sum"], want["sum"], rel_tol=1e-9, abs_tol=1e-6)
+        ok = got["count"] == want["count"] and math.isclose(
+            got["sum"], want["sum"], rel_tol=1e-9, abs_tol=1e-6
+        )
         ok = ok and got.get("min") == want["min"] and got.get("max") == want["max"]
         if not ok:
             mismatches.append((metric, key, frm, to, got, want))
@@ -122,9 +166,27 @@ def test_120_random_range_queries_equal_brute_force(world: dict[str, Any], capsy
 def test_query_command_in_a_subprocess(world: dict[str, Any]) -> None:
     ev = world["events"][-1]
     t = event_ms(ev)
-    proc = run_cli("query", "-c", str(world["spec"]), "merchant", str(ev["merchant"]), "--from", str(t - 60_000), "--to", "2026-01-06T00:00:00Z", "--data-dir", str(world["tmp"] / "data"))
+    proc = run_cli(
+        "query",
+        "-c",
+        str(world["spec"]),
+        "merchant",
+        str(ev["merchant"]),
+        "--from",
+        str(t - 60_000),
+        "--to",
+        "2026-01-06T00:00:00Z",
+        "--data-dir",
+        str(world["tmp"] / "data"),
+    )
     got = json.loads(proc.stdout)
-    want = brute_stats(world["events"], "merchant", str(ev["merchant"]), got["effective"]["from"], got["effective"]["to"])
+    want = brute_stats(
+        world["events"],
+        "merchant",
+        str(ev["merchant"]),
+        got["effective"]["from"],
+        got["effective"]["to"],
+    )
     assert got["count"] == want["count"] and got["resolution"] == "second"
 
 
@@ -136,7 +198,9 @@ def brute_cases(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
     for e in events:
         sec = event_ms(e) // 1000 * 1000
         if e["status"] == "ok":
-            history.setdefault(str(e["card"]), []).append((event_ms(e) // 1000 * 1000, float(e["amount"])))
+            history.setdefault(str(e["card"]), []).append(
+                (event_ms(e) // 1000 * 1000, float(e["amount"]))
+            )
         seen = history.get(str(e["card"]), [])
         count_60 = sum(1 for s, _ in seen if sec - 60_000 < s <= sec)
         sum_5m = math.fsum(v for s, v in seen if sec - 300_000 < s <= sec)
@@ -144,7 +208,11 @@ def brute_cases(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
             out.add(("burst", str(e["event_id"])))
         if sum_5m > 400:
             out.add(("big_spender", str(e["event_id"])))
-        text = " " + "".join(ch if ch.isalnum() or ch == "_" else " " for ch in str(e["title"]).lower()) + " "
+        text = (
+            " "
+            + "".join(ch if ch.isalnum() or ch == "_" else " " for ch in str(e["title"]).lower())
+            + " "
+        )
         text = " ".join(text.split())
         if any(f" {w} " in f" {text} " for w in words):
             out.add(("risky_title", str(e["event_id"])))

@@ -132,6 +132,14 @@ def test_produce_consume_restart_and_stop(tmp_path: Path) -> None:
         assert sorted(int(m.value() or b"-1") for m in again) == list(range(MESSAGES))
         _produce(broker, topic, 10, start=MESSAGES)
         assert len(_consume(broker, topic, "riskstream-test", 10)) == 10
+
+        # A crash (SIGKILL, no clean shutdown) loses nothing that was acknowledged either.
+        broker.restart(crash=True)
+        print(f"restarted after a crash in {broker.start_seconds:.1f}s")
+        assert broker.bootstrap == bootstrap
+        assert _committed(broker, topic, "riskstream-test") == MESSAGES + 10
+        after_crash = _consume(broker, topic, "riskstream-after-crash", MESSAGES + 10)
+        assert len(after_crash) == MESSAGES + 10
     finally:
         pid, port = broker.pid, broker.port
         broker.stop()

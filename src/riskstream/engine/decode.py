@@ -104,7 +104,12 @@ class Decoder:
         if lines and max(map(len, lines)) > self.max_bytes:
             keep = [i for i in keep if len(lines[i]) <= self.max_bytes]
             bad += [
-                Quarantined("oversized", f"event of {len(lines[i])} bytes exceeds {self.max_bytes}", positions[i], lines[i])
+                Quarantined(
+                    "oversized",
+                    f"event of {len(lines[i])} bytes exceeds {self.max_bytes}",
+                    positions[i],
+                    lines[i],
+                )
                 for i in range(len(lines))
                 if len(lines[i]) > self.max_bytes
             ]
@@ -134,12 +139,11 @@ class Decoder:
     def _read(self, lines: list[bytes], keep: list[int]) -> pl.DataFrame | None:
         if not keep:
             return pl.DataFrame(schema=self.schema)
-        if len(keep) == len(lines):
-            buf = b"\n".join(lines)
-        else:
-            buf = b"\n".join([lines[i] for i in keep])
+        buf = b"\n".join(lines) if len(keep) == len(lines) else b"\n".join([lines[i] for i in keep])
         if any(not line.strip() for line in (lines[i] for i in keep)):
-            return None  # empty lines would be skipped silently by Polars; let the validator see them
+            return (
+                None  # empty lines would be skipped silently by Polars; let the validator see them
+            )
         try:
             frame = pl.read_ndjson(io.BytesIO(buf), schema=self.schema)
         except Exception:  # Polars raises ComputeError/SchemaError subclasses for bad input
@@ -153,7 +157,9 @@ class Decoder:
         for i in keep:
             one = self._read(lines, [i]) if lines[i].strip() else None
             if one is None or one.height != 1:
-                bad.append(Quarantined("not_json", "not parsable as a JSON object", positions[i], lines[i]))
+                bad.append(
+                    Quarantined("not_json", "not parsable as a JSON object", positions[i], lines[i])
+                )
             else:
                 frames.append(one)
                 good.append(i)
@@ -186,11 +192,16 @@ class Decoder:
                 return "wrong_type", f"field {name!r} should be true or false, got {_short(v)}"
         return None
 
-    def _times(self, frame: pl.DataFrame, watermark: int | None) -> tuple[pl.DataFrame, list[Quarantined]]:
+    def _times(
+        self, frame: pl.DataFrame, watermark: int | None
+    ) -> tuple[pl.DataFrame, list[Quarantined]]:
         raw_t = pl.col(self.time_field)
         as_number = raw_t.cast(pl.Float64, strict=False)
         as_iso = pl.coalesce(
-            [raw_t.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="ms") for fmt in _ISO_FORMATS]
+            [
+                raw_t.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="ms")
+                for fmt in _ISO_FORMATS
+            ]
         ).dt.epoch("ms")
         frame = frame.with_columns(
             pl.when(as_number.is_not_null() & as_number.is_finite())
@@ -198,14 +209,20 @@ class Decoder:
             .otherwise(as_iso)
             .alias(TIME)
         )
-        id_expr = pl.col(self.id_field).cast(pl.String) if self.id_field else pl.lit(None, pl.String)
+        id_expr = (
+            pl.col(self.id_field).cast(pl.String) if self.id_field else pl.lit(None, pl.String)
+        )
         frame = frame.with_columns(pl.coalesce([id_expr, pl.col(POS)]).alias(EID))
         bad: list[Quarantined] = []
         missing = frame.filter(pl.col(TIME).is_null())
         if missing.height:
             for row in missing.select(self.time_field, POS, RAW).iter_rows():
                 code = "missing_time" if row[0] is None else "bad_time"
-                why = f"missing time field {self.time_field!r}" if row[0] is None else f"unparsable time {row[0]!r}"
+                why = (
+                    f"missing time field {self.time_field!r}"
+                    if row[0] is None
+                    else f"unparsable time {row[0]!r}"
+                )
                 bad.append(Quarantined(code, why, row[1], row[2]))
             frame = frame.filter(pl.col(TIME).is_not_null())
         # Lateness is judged against the max time seen before each event, in ingestion order.
@@ -216,7 +233,9 @@ class Decoder:
         if late_mask.any():
             late = frame.filter(late_mask)
             for pos, raw, t in late.select(POS, RAW, TIME).iter_rows():
-                bad.append(Quarantined("too_late", f"event time {t} is older than max_lateness", pos, raw))
+                bad.append(
+                    Quarantined("too_late", f"event time {t} is older than max_lateness", pos, raw)
+                )
             frame = frame.filter(~late_mask)
         return frame, bad
 

@@ -96,15 +96,21 @@ def compute(
     qq = q.filter(pl.col(KEY).is_not_null())
     keys = qq.select(pl.col(KEY).unique(maintain_order=True)).with_row_index("code")
     qq = qq.join(keys, on=KEY, how="left").join(
-        contrib.select(SEQ, pl.col(VALUE).fill_null(0.0).alias("v"), pl.lit(True).alias("_c")), on=SEQ, how="left"
+        contrib.select(SEQ, pl.col(VALUE).fill_null(0.0).alias("v"), pl.lit(True).alias("_c")),
+        on=SEQ,
+        how="left",
     )
     qq = qq.with_columns(
         pl.col("_c").fill_null(False),
         (pl.col("_pos") + 1).alias("rank"),
     )
-    qq = qq.sort("_pos").with_columns(
-        pl.col("b").cum_max().shift(1).over(KEY).alias("_prev")
-    ).with_columns((pl.col("_prev").is_null() | (pl.col("b") >= pl.col("_prev"))).alias("_inorder"))
+    qq = (
+        qq.sort("_pos")
+        .with_columns(pl.col("b").cum_max().shift(1).over(KEY).alias("_prev"))
+        .with_columns(
+            (pl.col("_prev").is_null() | (pl.col("b") >= pl.col("_prev"))).alias("_inorder")
+        )
+    )
     st = state.join(keys, on=KEY, how="inner").select(
         "code", "b", pl.lit(0, pl.Int64).alias("rank"), "count", "sum", "sumsq", "min", "max"
     )
@@ -118,19 +124,25 @@ def compute(
         pl.col("v").alias("min"),
         pl.col("v").alias("max"),
     )
-    r = pl.concat([st.cast({"code": pl.UInt32}), fresh.cast({"code": pl.UInt32})]).sort("code", "b", "rank")
+    r = pl.concat([st.cast({"code": pl.UInt32}), fresh.cast({"code": pl.UInt32})]).sort(
+        "code", "b", "rank"
+    )
     late = qq.filter(pl.col("_c") & ~pl.col("_inorder")).select("code", "b", SEQ, "v")
 
     max_w = max(req.window_ms for req in requests)
-    lows = [int(x) for x in (r["b"].min(), qq["b"].min()) if x is not None]
-    highs = [int(x) for x in (r["b"].max(), qq["b"].max()) if x is not None]
+    lows = [int(x) for x in (r["b"].min(), qq["b"].min()) if isinstance(x, int)]
+    highs = [int(x) for x in (r["b"].max(), qq["b"].max()) if isinstance(x, int)]
     b_min = (min(lows) - max_w) if lows else 0
     nb = ((max(highs) - b_min) // width + 2) if highs else 1
     nr = n + 2
-    r_comp = _composite(r["code"].to_numpy(), (r["b"].to_numpy() - b_min) // width, r["rank"].to_numpy(), nb, nr)
+    r_comp = _composite(
+        r["code"].to_numpy(), (r["b"].to_numpy() - b_min) // width, r["rank"].to_numpy(), nb, nr
+    )
     q_code = qq["code"].to_numpy()
     q_brel = (qq["b"].to_numpy() - b_min) // width
-    hi = np.searchsorted(r_comp, _composite(q_code, q_brel, qq["rank"].to_numpy(), nb, nr), side="right")
+    hi = np.searchsorted(
+        r_comp, _composite(q_code, q_brel, qq["rank"].to_numpy(), nb, nr), side="right"
+    )
 
     # Extended precision keeps prefix differences at the accuracy of a direct float64 sum.
     prefix = {
@@ -144,15 +156,25 @@ def compute(
 
     pairs = None
     if late.height:
-        pairs = qq.select("code", "b", SEQ, "_pos").join(late, on="code", suffix="_j").filter(
-            (pl.col(f"{SEQ}_j") <= pl.col(SEQ)) & (pl.col("b_j") <= pl.col("b")) & (pl.col("b_j") > pl.col("b") - max_w)
+        pairs = (
+            qq.select("code", "b", SEQ, "_pos")
+            .join(late, on="code", suffix="_j")
+            .filter(
+                (pl.col(f"{SEQ}_j") <= pl.col(SEQ))
+                & (pl.col("b_j") <= pl.col("b"))
+                & (pl.col("b_j") > pl.col("b") - max_w)
+            )
         )
 
     out: dict[str, pl.Series] = {}
     pos = qq["_pos"].to_numpy()
     for req in requests:
         steps = req.window_ms // width
-        lo = np.searchsorted(r_comp, _composite(q_code, q_brel - steps + 1, np.zeros_like(q_brel), nb, nr), side="left")
+        lo = np.searchsorted(
+            r_comp,
+            _composite(q_code, q_brel - steps + 1, np.zeros_like(q_brel), nb, nr),
+            side="left",
+        )
         cnt = (prefix["count"][hi] - prefix["count"][lo]).astype(np.float64)
         tot = (prefix["sum"][hi] - prefix["sum"][lo]).astype(np.float64)
         sq = (prefix["sumsq"][hi] - prefix["sumsq"][lo]).astype(np.float64)
@@ -191,12 +213,21 @@ def compute(
     return pl.DataFrame(list(out.values())) if out else pl.DataFrame()
 
 
-def _composite(code: npt.NDArray[np.integer], brel: npt.NDArray[np.integer], rank: npt.NDArray[np.integer], nb: int, nr: int) -> npt.NDArray[np.int64] | npt.NDArray[np.object_]:
+def _composite(
+    code: npt.NDArray[np.integer],
+    brel: npt.NDArray[np.integer],
+    rank: npt.NDArray[np.integer],
+    nb: int,
+    nr: int,
+) -> npt.NDArray[np.int64] | npt.NDArray[np.object_]:
     # Lexicographic (code, bucket, rank) as one integer; Python ints if int64 would overflow.
     codes = code.astype(np.int64)
     if (int(codes.max(initial=0)) + 1) * nb * nr < 2**62:
         return (codes * nb + brel.astype(np.int64)) * nr + rank.astype(np.int64)
-    return (codes.astype(object) * nb + brel.astype(object)) * nr + rank.astype(object)
+    wide: npt.NDArray[np.object_] = (
+        codes.astype(object) * nb + brel.astype(object)
+    ) * nr + rank.astype(object)
+    return wide
 
 
 def _stat(stat: str, cnt: F64, tot: F64, sq: F64, mn: F64 | None, mx: F64 | None) -> F64:

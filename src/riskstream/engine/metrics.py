@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from riskstream.engine import sketch
 from riskstream.engine.decode import SEQ, TIME
-from riskstream.rules import CompiledExpr, ListValues
 from riskstream.engine.tiers import KEY, START, VALUE, merge_partials, partials, start_expr
+from riskstream.rules import CompiledExpr, ListValues
 from riskstream.spec.model import MetricSpec
 
 NUMERIC_VALUE_STATS = frozenset({"sum", "avg", "min", "max", "var", "stddev"})
@@ -46,13 +46,15 @@ class CompiledMetric:
             cols.append(pl.col(value).cast(pl.Float64, strict=False).alias(VALUE))
         else:
             cols.append(pl.lit(None, pl.Float64).alias(VALUE))
-        if value is not None and not self.numeric:
+        if value is not None:
             cols.append(pl.col(value).cast(pl.String).alias(CATEGORY))
         else:
             cols.append(pl.lit(None, pl.String).alias(CATEGORY))
         out = lf.select(cols).filter(pl.col(KEY).is_not_null())
         if value is not None:
-            out = out.filter(pl.col(VALUE).is_not_null() if self.numeric else pl.col(CATEGORY).is_not_null())
+            out = out.filter(
+                pl.col(VALUE).is_not_null() if self.numeric else pl.col(CATEGORY).is_not_null()
+            )
         return out.collect()
 
 
@@ -61,10 +63,10 @@ class Pending:
     """Buckets touched since the last checkpoint, per (metric, tier)."""
 
     partials: dict[tuple[str, str], list[pl.DataFrame]] = field(default_factory=dict)
-    sketches: dict[tuple[str, str], dict[tuple[str, int], object]] = field(default_factory=dict)
+    sketches: dict[tuple[str, str], list[pl.DataFrame]] = field(default_factory=dict)
     distributions: dict[tuple[str, str], list[pl.DataFrame]] = field(default_factory=dict)
 
-    def add(self, metric: CompiledMetric, contrib: pl.DataFrame, tiers: list[str]) -> None:
+    def add(self, metric: CompiledMetric, contrib: pl.DataFrame, tiers: Sequence[str]) -> None:
         """Fold one batch's contributions into every tier."""
         if not contrib.height:
             return
@@ -85,38 +87,26 @@ class Pending:
                 self.distributions.setdefault(slot, []).append(dist)
 
     def _add_distinct(self, slot: tuple[str, str], contrib: pl.DataFrame, tier: str) -> None:
-        live = self.sketches.setdefault(slot, {})
-        groups = (
+        self.sketches.setdefault(slot, []).append(
             contrib.lazy()
             .with_columns(start_expr(pl.col(TIME), tier).alias(START))
             .group_by(KEY, START)
-            .agg(pl.col(CATEGORY).unique())
+            .agg(pl.col(CATEGORY).unique().alias("vals"))
             .collect()
         )
-        for key, start, values in groups.iter_rows():
-            sk = live.get((key, start))
-            if sk is None:
-                sk = live[(key, start)] = sketch.new_sketch()
-            update: Callable[[str], None] = sk.update  # type: ignore[attr-defined]
-            for v in values:
-                update(v)
 
-    def frames(self) -> tuple[
-        dict[tuple[str, str], pl.DataFrame], dict[tuple[str, str], pl.DataFrame], dict[tuple[str, str], pl.DataFrame]
+    def frames(
+        self,
+    ) -> tuple[
+        dict[tuple[str, str], pl.DataFrame],
+        dict[tuple[str, str], pl.DataFrame],
+        dict[tuple[str, str], pl.DataFrame],
     ]:
-        """Merged partials, serialized sketches and distribution counts, per (metric, tier)."""
+        """Merged partials, distinct value sets and distribution counts, per (metric, tier)."""
         parts = {slot: merge_partials(frames) for slot, frames in self.partials.items()}
-        sketches = {}
-        for slot, live in self.sketches.items():
-            keys = list(live)
-            sketches[slot] = pl.DataFrame(
-                {
-                    KEY: [k for k, _ in keys],
-                    START: [s for _, s in keys],
-                    "hll": [sketch.to_bytes(live[k]) for k in keys],  # type: ignore[arg-type]
-                },
-                schema={KEY: pl.String, START: pl.Int64, "hll": pl.Binary},
-            )
+        sketches = {
+            slot: sketch.compact_values(frames) for slot, frames in self.sketches.items() if frames
+        }
         dists = {
             slot: pl.concat(frames).group_by(KEY, START, "category").agg(pl.col("count").sum())
             for slot, frames in self.distributions.items()

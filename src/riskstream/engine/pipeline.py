@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import polars as pl
 
+from riskstream.engine import distinct_features as dfeat
 from riskstream.engine import features as feat
 from riskstream.engine.decode import EID, RAW, SEQ, TIME, Decoder, Quarantined
 from riskstream.engine.metrics import CompiledMetric, Pending
@@ -57,6 +58,18 @@ class _FeatureGroup:
     requests: list[feat.Request]
     horizon_ms: int
     tail: list[pl.DataFrame] = field(default_factory=list)
+    values: list[pl.DataFrame] = field(default_factory=list)
+    new_values: list[pl.DataFrame] = field(default_factory=list)
+
+    @property
+    def numeric(self) -> list[feat.Request]:
+        """Requests served by prefix sums and sparse tables."""
+        return [r for r in self.requests if r.stat != "distinct"]
+
+    @property
+    def distinct(self) -> list[feat.Request]:
+        """Requests served by the distinct join."""
+        return [r for r in self.requests if r.stat == "distinct"]
 
 
 class Pipeline:
@@ -67,7 +80,9 @@ class Pipeline:
         self.base_dir = base_dir or Path.cwd()
         self.lists = _registry(spec, self.base_dir)
         wheres = compile_wheres(spec)
-        self.metrics = [CompiledMetric(name, m, wheres.get(name)) for name, m in spec.metrics.items()]
+        self.metrics = [
+            CompiledMetric(name, m, wheres.get(name)) for name, m in spec.metrics.items()
+        ]
         self._install_rules(spec)
         self.decoder = Decoder(
             time_field=spec.event.time,
@@ -111,7 +126,15 @@ class Pipeline:
                 horizon = ref.window_ms + min(lateness, spec.retention_ms(tier))
                 old = getattr(self, "_groups", {}).get(key)
                 group = groups.setdefault(
-                    key, _FeatureGroup(ref.metric, tier, [], horizon, old.tail if old else [])
+                    key,
+                    _FeatureGroup(
+                        ref.metric,
+                        tier,
+                        [],
+                        horizon,
+                        old.tail if old else [],
+                        old.values if old else [],
+                    ),
                 )
                 group.horizon_ms = max(group.horizon_ms, horizon)
                 if all(r.name != ref.name for r in group.requests):
@@ -156,7 +179,9 @@ class Pipeline:
 
     # ---- the batch ---------------------------------------------------------------------
 
-    def evaluate(self, lines_batch: RawBatch) -> tuple[pl.DataFrame, list[Quarantined], dict[str, pl.Series]]:
+    def evaluate(
+        self, lines_batch: RawBatch
+    ) -> tuple[pl.DataFrame, list[Quarantined], dict[str, pl.Series]]:
         """Score events against the current state without changing it (``POST /v1/decide``).
 
         Returns the decoded frame with feature columns, what was quarantined, and per
@@ -170,7 +195,8 @@ class Pipeline:
         features = self._features(frame, contribs)
         full = frame.hstack(features.get_columns()) if features.width else frame
         fired = {
-            r.name: full.select(r.compiled.expr(self.lists).fill_null(False).alias("f"))["f"] for r in self.rules
+            r.name: full.select(r.compiled.expr(self.lists).fill_null(False).alias("f"))["f"]
+            for r in self.rules
         }
         return full, decoded.quarantined, fired
 
@@ -199,28 +225,53 @@ class Pipeline:
         for (metric, tier), group in self._groups.items():
             m = by_name[metric]
             queries = frame.select(m.key_expr().alias(KEY), pl.col(TIME), pl.col(SEQ))
-            state = pl.concat(group.tail) if group.tail else pl.DataFrame(schema=feat.STATE_SCHEMA)
-            # Only buckets the store retains count, so a restarted engine sees the same state.
-            state = state.filter(pl.col("b") >= self.available_from()[tier])
-            out = feat.compute(queries, contribs[metric], state, tier, group.requests)
-            cols.extend(out.get_columns())
+            avail = self.available_from()[tier]
+            if group.numeric:
+                state = (
+                    pl.concat(group.tail) if group.tail else pl.DataFrame(schema=feat.STATE_SCHEMA)
+                )
+                # Only buckets the store retains count, so a restarted engine sees the same state.
+                state = state.filter(pl.col("b") >= avail)
+                out = feat.compute(queries, contribs[metric], state, tier, group.numeric)
+                cols.extend(out.get_columns())
+            if group.distinct:
+                vstate = (
+                    pl.concat(group.values)
+                    if group.values
+                    else pl.DataFrame(schema=dfeat.VALUE_STATE_SCHEMA)
+                )
+                vstate = vstate.filter(pl.col("b") >= avail)
+                out = dfeat.compute_distinct(
+                    queries, contribs[metric], vstate, tier, group.distinct
+                )
+                cols.extend(out.get_columns())
         return pl.DataFrame(cols) if cols else pl.DataFrame()
 
     def _advance_tails(self, contribs: dict[str, pl.DataFrame]) -> None:
         for (metric, tier), group in self._groups.items():
-            rows = feat.state_rows(contribs[metric], tier)
-            if rows.height:
-                group.tail.append(rows)
             wm = self.watermark
-            if wm is not None and len(group.tail) > 16:
-                cutoff = wm - group.horizon_ms - TIER_MS[tier]
-                merged = pl.concat(group.tail).filter(pl.col("b") >= cutoff)
-                group.tail = [merged]
+            cutoff = (wm - group.horizon_ms - TIER_MS[tier]) if wm is not None else None
+            if group.numeric:
+                rows = feat.state_rows(contribs[metric], tier)
+                if rows.height:
+                    group.tail.append(rows)
+                if cutoff is not None and len(group.tail) > 16:
+                    group.tail = [pl.concat(group.tail).filter(pl.col("b") >= cutoff)]
+            if group.distinct:
+                vals = dfeat.value_rows(contribs[metric], tier)
+                if vals.height:
+                    group.values.append(vals)
+                    group.new_values.append(vals)
+                if cutoff is not None and len(group.values) > 16:
+                    group.values = [pl.concat(group.values).filter(pl.col("b") >= cutoff).unique()]
 
     def _rules(self, frame: pl.DataFrame) -> list[Case]:
         if not self.rules:
             return []
-        exprs = [r.compiled.expr(self.lists).fill_null(False).alias(f"__rule_{i}") for i, r in enumerate(self.rules)]
+        exprs = [
+            r.compiled.expr(self.lists).fill_null(False).alias(f"__rule_{i}")
+            for i, r in enumerate(self.rules)
+        ]
         hits = frame.select(pl.int_range(pl.len()).alias("_row"), *exprs)
         cases: list[Case] = []
         for i, rule in enumerate(self.rules):
@@ -268,7 +319,9 @@ class Pipeline:
 
     # ---- persistence -------------------------------------------------------------------
 
-    def take_checkpoint(self, source: str, positions: dict[str, int], cases: list[Case]) -> Checkpoint:
+    def take_checkpoint(
+        self, source: str, positions: dict[str, int], cases: list[Case]
+    ) -> Checkpoint:
         """Everything pending, as one checkpoint; the pending state is cleared."""
         parts, sketches, dists = self.pending.frames()
         cp = Checkpoint(
@@ -282,6 +335,10 @@ class Pipeline:
             rule_hits=dict(self._rule_hits),
             meta={"next_case_seq": str(self.next_case_seq), "pipeline": self.spec.name},
         )
+        for key, group in self._groups.items():
+            if group.new_values:
+                cp.feature_values[key] = pl.concat(group.new_values).unique()
+                group.new_values = []
         if self.watermark is not None:
             cp.meta["watermark"] = str(self.watermark)
         self.pending.clear()
@@ -289,7 +346,13 @@ class Pipeline:
         self._rule_hits.clear()
         return cp
 
-    def restore(self, meta: dict[str, str], tails: dict[tuple[str, str], pl.DataFrame], throttles: dict[tuple[str, str], int]) -> None:
+    def restore(
+        self,
+        meta: dict[str, str],
+        tails: dict[tuple[str, str], pl.DataFrame],
+        throttles: dict[tuple[str, str], int],
+        values: dict[tuple[str, str], pl.DataFrame] | None = None,
+    ) -> None:
         """Load state saved by earlier runs (watermark, case numbering, feature tails, throttles)."""
         if "watermark" in meta:
             self.watermark = int(meta["watermark"])
@@ -297,6 +360,9 @@ class Pipeline:
         for key, rows in tails.items():
             if key in self._groups and rows.height:
                 self._groups[key].tail = [rows]
+        for key, rows in (values or {}).items():
+            if key in self._groups and rows.height:
+                self._groups[key].values = [rows]
         self.throttles.update(throttles)
 
     def available_from(self) -> dict[str, int]:
@@ -305,6 +371,11 @@ class Pipeline:
 
         retention = {t: self.spec.retention_ms(t) for t in self.spec.tiers}
         return available_from(self.watermark, self.spec.tiers, retention)
+
+    def value_horizons(self) -> dict[tuple[str, str], int]:
+        """(metric, tier) -> oldest bucket start distinct features still need."""
+        wm = self.watermark or 0
+        return {k: wm - g.horizon_ms - TIER_MS[k[1]] for k, g in self._groups.items() if g.distinct}
 
     def feature_slots(self) -> dict[tuple[str, str], int]:
         """(metric, tier) -> horizon in ms, for loading feature tails from the store."""

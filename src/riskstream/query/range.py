@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,14 +42,22 @@ def parse_time(text: str | int) -> int:
     try:
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"bad time {s!r}: use epoch milliseconds or ISO-8601 like 2026-01-05T10:00:00Z") from None
+        raise UsageError(
+            f"bad time {s!r}: use epoch milliseconds or ISO-8601 like 2026-01-05T10:00:00Z"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
 def query_range(
-    spec: PipelineSpec, store: Store, metric: str, key: str, frm: int, to: int, pending: Pending | None = None
+    spec: PipelineSpec,
+    store: Store,
+    metric: str,
+    key: str,
+    frm: int,
+    to: int,
+    pending: Pending | None = None,
 ) -> dict[str, Any]:
     """The stitched answer as the JSON-ready dict printed by ``riskstream query``."""
     if metric not in spec.metrics:
@@ -73,17 +82,19 @@ def query_range(
     frames = [f.select("count", "sum", "min", "max", "m2") for f in frames if f.height]
     stats.update(_numeric_stats(frames, m.stats))
     if "distinct" in m.stats:
-        blobs = [
-            bytes(b)
-            for (b,) in store.select(
-                f"SELECT hll FROM sketches WHERE metric = ? AND key = ? AND ({where})", [metric, key, *args]
-            )
-        ]
+        found = store.select(
+            f"SELECT vals, hll FROM sketches WHERE metric = ? AND key = ? AND ({where})",
+            [metric, key, *args],
+        )
+        vals = [v for v, _ in found]
+        blobs = [bytes(b) if b is not None else None for _, b in found]
         if pending is not None:
             for t in spec.tiers:
                 rows = _pending_rows(pending.sketches, metric, t, key, plan)
-                blobs += [bytes(b) for b in rows["hll"]] if rows.height else []
-        stats["distinct"] = sketch.estimate(sketch.merge(blobs)) if blobs else 0.0
+                if rows.height:
+                    vals += rows["vals"].to_list()
+                    blobs += rows["hll"].to_list()
+        stats["distinct"] = sketch.count_distinct(vals, blobs)
     if "distribution" in m.stats:
         dist = store.frame(
             f"SELECT category, count FROM distributions WHERE metric = ? AND key = ? AND ({where})",
@@ -91,11 +102,15 @@ def query_range(
         )
         parts = [dist]
         if pending is not None:
-            parts += [_pending_rows(pending.distributions, metric, t, key, plan) for t in spec.tiers]
+            parts += [
+                _pending_rows(pending.distributions, metric, t, key, plan) for t in spec.tiers
+            ]
         parts = [p.select("category", "count") for p in parts if p.height]
         total = pl.concat(parts).group_by("category").agg(pl.col("count").sum()) if parts else None
         stats["distribution"] = (
-            {} if total is None else dict(sorted(zip(total["category"], total["count"].to_list(), strict=True)))
+            {}
+            if total is None
+            else dict(sorted(zip(total["category"], total["count"].to_list(), strict=True)))
         )
     return {
         "metric": metric,
@@ -138,7 +153,7 @@ def _pending_rows(
     return frame.filter((pl.col("key") == key) & cond)
 
 
-def _numeric_stats(frames: list[pl.DataFrame], wanted: list[str]) -> dict[str, Any]:
+def _numeric_stats(frames: list[pl.DataFrame], wanted: Sequence[str]) -> dict[str, Any]:
     if frames:
         rows = pl.concat(frames, how="vertical_relaxed").with_columns(pl.lit(0).alias("_g"))
         merged = merge_rows(rows, ["_g"]).row(0, named=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from riskstream.spec.durations import TIER_MS, TIER_ORDER, bucket_start
 
@@ -42,7 +43,9 @@ def ceil_to(t: int, tier: str) -> int:
     return s if s == t else s + TIER_MS[tier]
 
 
-def available_from(watermark: int | None, tiers: Sequence[str], retention_ms: Mapping[str, int]) -> dict[str, int]:
+def available_from(
+    watermark: int | None, tiers: Sequence[str], retention_ms: Mapping[Any, int]
+) -> dict[str, int]:
     """First retained instant per tier, aligned to the next coarser tier so edges can always be covered."""
     ladder = sorted(tiers, key=TIER_ORDER.index)
     if watermark is None:
@@ -81,7 +84,9 @@ def _finest_available(t: int, ladder: Sequence[str], avail: Mapping[str, int]) -
     return ladder[-1]
 
 
-def _cover(a: int, b: int, coarse_first: Sequence[str], avail: Mapping[str, int], out: list[Segment]) -> None:
+def _cover(
+    a: int, b: int, coarse_first: Sequence[str], avail: Mapping[str, int], out: list[Segment]
+) -> None:
     if a >= b:
         return
     for tier in coarse_first:

@@ -89,20 +89,15 @@ def compile_expression(
     """Parse and type-check ``text``; raises :class:`ExpressionError` (1-based column + reason)."""
     checker = _Checker(ctx, allow_features)
     typed = checker.check(parse(text))
-    build = typed.build
-    if expect_bool:
-        if typed.type not in ("bool", "any"):
-            raise ExpressionError(1, f"expected a true/false condition, got {describe(typed.type)}")
-        inner = coerce(typed, "bool")
+    if expect_bool and typed.type not in ("bool", "any"):
+        raise ExpressionError(1, f"expected a true/false condition, got {describe(typed.type)}")
+    value = coerce(typed, "bool") if expect_bool else typed.build
 
-        def build(lists: ListValues) -> pl.Expr:
-            return inner(lists).fill_null(False)
-
-    if not checker.fields and not checker.features:
-        constant = build  # reads no column: repeat it so it has one value per row, like any rule
-
-        def build(lists: ListValues) -> pl.Expr:
-            return pl.repeat(constant(lists), pl.len())
+    def build(lists: ListValues) -> pl.Expr:
+        # Polars may fold an expression to a single literal (``true``, ``coalesce(0, x)``);
+        # the always-true row mask makes the result one value per row in every case.
+        out = pl.when(pl.repeat(True, pl.len())).then(value(lists))
+        return out.fill_null(False) if expect_bool else out
 
     return CompiledExpr(
         text=text,

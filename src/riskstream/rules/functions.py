@@ -58,6 +58,8 @@ def coerce(t: Typed, target: str) -> Builder:
     if t.type == target or target not in _DTYPES:
         return t.build
     dtype, inner = _DTYPES[target], t.build
+    if target == "num":  # NaN reads as null, as in declared float fields
+        return lambda lists: inner(lists).cast(dtype, strict=False).fill_nan(None)
     return lambda lists: inner(lists).cast(dtype, strict=False)
 
 

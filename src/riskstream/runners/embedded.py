@@ -31,7 +31,8 @@ from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.duck import Store
 
-_COMPACT_EVERY_S = 30.0
+#: Retention drops and folding of appended bucket rows run at most this often (and at the end).
+_COMPACT_EVERY_S = 60.0
 
 
 @dataclass
@@ -154,7 +155,9 @@ class EmbeddedRunner:
 
     def _recover(self, store: Store) -> None:
         meta = store.meta()
-        self.quarantine = QuarantineFile(self.data_dir / "quarantine.jsonl", int(meta.get("quarantine_bytes", "0")))
+        self.quarantine = QuarantineFile(
+            self.data_dir / "quarantine.jsonl", int(meta.get("quarantine_bytes", "0"))
+        )
         positions = store.positions(self.source.name)
         if positions:
             self.source.seek(positions)
@@ -180,8 +183,18 @@ class EmbeddedRunner:
                     "min",
                     "max",
                 )
-        throttles = {(str(r), str(k)): int(u) for r, k, u in store.select("SELECT rule, key, until_ms FROM throttles")}
-        self.pipeline.restore(meta, tails, throttles)
+        throttles = {
+            (str(r), str(k)): int(u)
+            for r, k, u in store.select("SELECT rule, key, until_ms FROM throttles")
+        }
+        values: dict[tuple[str, str], pl.DataFrame] = {}
+        if wm is not None:
+            for (metric, tier), cutoff in self.pipeline.value_horizons().items():
+                values[(metric, tier)] = store.frame(
+                    "SELECT key, b, c FROM feature_values WHERE metric = ? AND tier = ? AND b >= ?",
+                    [metric, tier, max(cutoff, avail[tier])],
+                )
+        self.pipeline.restore(meta, tails, throttles, values)
         marks = store.sink_marks()
         self.sinks = self._make_sinks(marks)
         for sink in self.sinks:
@@ -231,7 +244,9 @@ class EmbeddedRunner:
             if callable(lag):
                 self.stats.lag = lag()
             cases.extend(self.take_api_cases())
-            if (dirty or cases) and (since_events >= every_events or time.monotonic() - last_cp >= every_s):
+            if (dirty or cases) and (
+                since_events >= every_events or time.monotonic() - last_cp >= every_s
+            ):
                 with self.lock:
                     self._checkpoint(store, cases, quarantined)
                 cases, quarantined, since_events, dirty = [], [], 0, False
@@ -242,9 +257,12 @@ class EmbeddedRunner:
             self._checkpoint(store, cases, quarantined)
         for sink in self.sinks:
             if not sink.flush(timeout_s=self.final_flush_s):
-                self.log(f"{sink.name}: cases still undelivered; they are re-delivered on the next start")
+                self.log(
+                    f"{sink.name}: cases still undelivered; they are re-delivered on the next start"
+                )
         self._write_marks(store)
-        self._compact(store)
+        if time.monotonic() - self._last_compact > _COMPACT_EVERY_S:
+            self._compact(store)
         if self.on_batch:
             self.on_batch(self.stats)
 
@@ -269,7 +287,9 @@ class EmbeddedRunner:
         from riskstream.store.checkpoint import Checkpoint
 
         store.write_checkpoint(
-            Checkpoint(source=self.source.name, sink_marks={s.name: s.delivered_seq() for s in self.sinks})
+            Checkpoint(
+                source=self.source.name, sink_marks={s.name: s.delivered_seq() for s in self.sinks}
+            )
         )
 
     def _compact(self, store: Store) -> None:
@@ -279,7 +299,8 @@ class EmbeddedRunner:
 
             retention = {t: self.spec.retention_ms(t) for t in self.spec.tiers}
             avail = available_from(wm, self.spec.tiers, retention)
-            store.compact_before(avail)
+            store.compact_before(avail, self.pipeline.value_horizons())
+        store.fold()
         self._last_compact = time.monotonic()
 
     def _maybe_reload(self) -> None:
@@ -309,4 +330,6 @@ class EmbeddedRunner:
 def _check_reloadable(old: PipelineSpec, new: PipelineSpec) -> None:
     for part in ("name", "event", "tiers", "retention", "metrics"):
         if getattr(old, part) != getattr(new, part):
-            raise SpecError(part, "changed; only rules and lists reload live (restart to change the rest)")
+            raise SpecError(
+                part, "changed; only rules and lists reload live (restart to change the rest)"
+            )

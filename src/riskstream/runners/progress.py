@@ -28,7 +28,9 @@ class Progress:
             self._live.__enter__()
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._live is not None:
             self._live.__exit__(t, e, tb)
 
@@ -54,9 +56,15 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("events", f"{summary['events']:,}")
-    table.add_row("throughput", f"{summary['events_per_s']:,.0f} events/s over {summary['elapsed_s']:.2f} s")
+    table.add_row(
+        "throughput", f"{summary['events_per_s']:,.0f} events/s over {summary['elapsed_s']:.2f} s"
+    )
     q = summary["quarantined_by_reason"]
-    table.add_row("quarantined", f"{summary['quarantined']:,}" + (f"  ({', '.join(f'{k}: {v}' for k, v in sorted(q.items()))})" if q else ""))
+    table.add_row(
+        "quarantined",
+        f"{summary['quarantined']:,}"
+        + (f"  ({', '.join(f'{k}: {v}' for k, v in sorted(q.items()))})" if q else ""),
+    )
     table.add_row("cases", f"{summary['cases']:,}")
     for rule, n in sorted(summary["cases_by_rule"].items()):
         table.add_row(f"  {rule}", f"{n:,}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -23,7 +23,9 @@ def sink_factory(spec: PipelineSpec, data_dir: Path) -> Callable[[dict[str, int]
         sinks = []
         for s in spec.sinks:
             conf = s.model_dump()
-            sinks.append(build_sink(conf, data_dir, spec.name, resume_seq=marks.get(_sink_name(conf), 0)))
+            sinks.append(
+                build_sink(conf, data_dir, spec.name, resume_seq=marks.get(_sink_name(conf), 0))
+            )
         return sinks
 
     return make

@@ -17,6 +17,7 @@ from riskstream.sources._population import (
     FloatArr,
     IntArr,
     Population,
+    money,
 )
 
 #: Pattern names; the index is the pattern code used internally (0 = normal traffic).
@@ -148,7 +149,7 @@ def inject(
             card=pop.cards(rng, e.count)[e.ep],
             merchant=merchant,
             shop=ep_shop[e.ep],
-            amount=np.round(rng.uniform(0.5, 3.0, n), 2),
+            amount=money(rng.uniform(0.5, 3.0, n), 0.5, 3.0),
             title=pop.titles_of(rng, merchant),
             declined=rng.random(n) < 0.65,
             ip_shift=_ip_shift(pop, rng, e.count, 0.3)[e.ep],
@@ -243,7 +244,7 @@ def inject(
             card=pop.cards(rng, e.count)[e.ep],
             merchant=merchant,
             shop=pop.shops_of(rng, merchant),
-            amount=np.round(np.clip(rng.lognormal(np.log(1500.0), 0.5, n), 500.0, 9500.0), 2),
+            amount=money(rng.lognormal(np.log(1500.0), 0.5, n), 500.0, 9500.0),
             title=pop.titles_of(rng, merchant),
             declined=rng.random(n) < 0.10,
             ip_shift=pop.other_country_shift(rng, e.count)[e.ep],

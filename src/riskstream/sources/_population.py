@@ -1,7 +1,7 @@
 """The synthetic world behind the payment stream: persons, cards, merchants, shops, titles.
 
 Built once per seed as flat numpy arrays so events can be sampled for a whole block at
-once (``searchsorted`` on cumulative weights), never one Python call per event.
+once (activity tiers for cards, an alias table for merchants), never one call per event.
 """
 
 from __future__ import annotations
@@ -103,11 +103,17 @@ class Population:
     def amounts(self, rng: np.random.Generator, n: int, scale: float = 1.0) -> FloatArr:
         """Log-normal everyday amounts (median ~35 times ``scale``), 0.50 to 20,000."""
         raw = rng.lognormal(np.log(_NORMAL_AMOUNT_MEDIAN * scale), _NORMAL_AMOUNT_SIGMA, n)
-        return np.round(np.clip(raw, 0.5, 20_000.0), 2)
+        return money(raw, 0.5, 20_000.0)
 
     def other_country_shift(self, rng: np.random.Generator, n: int) -> IntArr:
         """Shifts in 1..N_COUNTRIES-1: ``(card_country + shift) % N`` is another country."""
         return rng.integers(1, N_COUNTRIES, n)
+
+
+def money(values: FloatArr, low: float, high: float) -> FloatArr:
+    """``values`` clipped to ``[low, high]`` and rounded to cents."""
+    out: FloatArr = np.round(np.clip(values, low, high), 2).astype(np.float64, copy=False)
+    return out
 
 
 def _cdf(weights: FloatArr) -> FloatArr:
@@ -158,7 +164,7 @@ def population(seed: int) -> Population:
     tier_cdf, tier_start, tier_count = _card_tiers(n_cards)
 
     ranks = rng.permutation(N_MERCHANTS)
-    alias_prob, alias = _alias_table(1.0 / (ranks + 2.0) ** 1.05)
+    alias_prob, alias = _alias_table(1.0 / (ranks.astype(np.float64) + 2.0) ** 1.05)
     cat_shares = np.array(CATEGORY_SHARES)
     merchant_category = rng.choice(
         len(cat_shares), size=N_MERCHANTS, p=cat_shares / cat_shares.sum()

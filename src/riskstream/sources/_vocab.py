@@ -272,33 +272,45 @@ CATEGORY_SHARES: tuple[float, ...] = tuple(v[0] for v in _CATALOG.values())
 _RISKY_TEMPLATES: tuple[str, ...] = (
     "{k} {n}",
     "{n} - {k}",
-    "Premium {k}!!",
+    "Premium {k} {n}!!",
     "({k}) {n}",
     "{k}, {n}, fast shipping",
-    "*{k}* deal of the day",
-    "New {k}/{n}",
+    "*{k}* {n} deal of the day",
+    "New! {k}/{n}",
     "#{k} {n}",
     "{n} [{k}]",
     "Best {k}. Discreet delivery",
     "{k}!!! limited stock",
     '"{k}" {n}',
     "{n}: {k} - wholesale",
-    "-- {k} --",
-    "{k}...",
-    "Top rated {k} {n}",
+    "{k}... {n}",
 )
-_RISKY_NOUNS: tuple[str, ...] = (
-    "Watch",
-    "Handbag",
-    "Sneakers",
-    "Starter Kit",
-    "Bundle",
-    "Gift Box",
-    "Sampler",
-    "Mega Pack",
-    "Deluxe Set",
-    "Sale",
-)
+# What each risky keyword is sold with (never another keyword, never glued to it).
+_RISKY_CONTEXT: dict[str, tuple[str, ...]] = {
+    "replica": ("Submariner Watch", "Designer Handbag", "Retro 1 Sneakers"),
+    "counterfeit": ("Designer Sunglasses", "Luxury Perfume 100ml"),
+    "knockoff": ("Wireless Earbuds Pro", "Designer Belt"),
+    "bootleg": ("Concert DVD", "Vinyl Pressing"),
+    "hair extensions": ("Clip-in 20in Blonde", "Human Hair 100g"),
+    "cannabis": ("Seeds Feminized", "Grow Kit"),
+    "cbd oil": ("10% 30ml", "Full Spectrum Drops"),
+    "marijuana": ("Grinder Set", "Seeds 10pcs"),
+    "vape": ("Pen Starter Kit", "Juice Mango 60ml", "Disposable 5000 Puffs"),
+    "nicotine pouches": ("Mint 20-Pack", "Extra Strong"),
+    "kratom": ("Powder 250g", "Capsules 120ct"),
+    "magic mushrooms": ("Grow Kit", "Spore Syringe"),
+    "psilocybin": ("Microdose Capsules", "Chocolate Bar"),
+    "anabolic steroids": ("Cycle Pack", "Injectable 10ml"),
+    "diet pills": ("Extreme Fat Burner", "60 Capsules"),
+    "fake id": ("Card Any State", "Hologram Template"),
+    "stun gun": ("Rechargeable Flashlight", "1000kV"),
+    "pepper spray": ("Keychain 50ml", "Police Strength"),
+    "brass knuckles": ("Belt Buckle", "Solid Steel"),
+    "ammunition": ("9mm 50 Rounds", ".22 LR Box"),
+    "fireworks": ("Rocket Assortment", "Cake 100 Shots"),
+    "lock pick set": ("Pro 24pc", "with Training Lock"),
+    "poppers": ("Amyl 25ml", "Room Odouriser"),
+}
 
 
 def keyword_pattern(keywords: tuple[str, ...] = RISKY_KEYWORDS) -> re.Pattern[str]:
@@ -349,8 +361,9 @@ def risky_titles() -> tuple[str, ...]:
     rng = np.random.Generator(np.random.PCG64(20260106))
     out: dict[str, None] = {}
     for keyword in RISKY_KEYWORDS:
+        context = _RISKY_CONTEXT[keyword]
         for template in _RISKY_TEMPLATES:
             for _ in range(2):
-                noun = _RISKY_NOUNS[int(rng.integers(0, len(_RISKY_NOUNS)))]
+                noun = context[int(rng.integers(0, len(context)))]
                 out[template.format(k=_case(rng, keyword), n=noun)] = None
     return tuple(out)

@@ -19,7 +19,9 @@ _BLOCK = 4 << 20
 class _LineReader:
     """Splits a byte stream into lines, tracking the offset of each line's first byte."""
 
-    def __init__(self, stream: BinaryIO, label: str, part: str, offset: int, until_end: bool) -> None:
+    def __init__(
+        self, stream: BinaryIO, label: str, part: str, offset: int, until_end: bool
+    ) -> None:
         self.stream = stream
         self.label = label
         self.part = part
@@ -105,7 +107,9 @@ class FileSource:
         try:
             return self._reader.read_batch(max_events, timeout_s)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise SourceError(f"cannot read {str(self.path)!r}: {exc}", f"byte {self._reader.offset}") from None
+            raise SourceError(
+                f"cannot read {str(self.path)!r}: {exc}", f"byte {self._reader.offset}"
+            ) from None
 
     def close(self) -> None:
         """Close the file."""

@@ -14,46 +14,34 @@ before it (cheap ``seek``). Inside a block everything is vectorized with numpy/p
   every event labelled 1 with its pattern name (~2.5% of events in all);
 * lateness: ~2% of normal events carry an ``event_time`` seconds to minutes before their
   arrival, ~0.05% hours to days before (fraud episodes stay on time, so their shape holds).
+
+Layout: this module is the public API; ``_stream`` builds and renders blocks, ``_patterns``
+the fraud episodes, ``_population`` the cards/merchants/shops, ``_vocab`` the word lists.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
-import json
-import math
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
-from typing import IO
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
 import polars as pl
 
 from riskstream.errors import UsageError
-from riskstream.sources._patterns import PATTERNS, inject
-from riskstream.sources._population import (
-    N_COUNTRIES,
-    N_MERCHANTS,
-    BoolArr,
-    FloatArr,
-    IntArr,
-    Population,
-    population,
+from riskstream.sources._patterns import PATTERNS
+from riskstream.sources._stream import (
+    BLOCK_EVENTS,
+    DEFAULT_RATE_PER_S,
+    DEFAULT_START_MS,
+    FIELDS,
+    SCHEMA,
+    Stream,
 )
-from riskstream.sources._vocab import (
-    BLACKLISTED_SHOPS,
-    COUNTRIES,
-    CURRENCIES,
-    RISKY_KEYWORDS,
-    VERIFIED_SHOPS,
-    normal_titles,
-    risky_titles,
-)
+from riskstream.sources._vocab import BLACKLISTED_SHOPS, RISKY_KEYWORDS, VERIFIED_SHOPS
 from riskstream.sources.base import RawBatch
 
 __all__ = [
@@ -72,317 +60,8 @@ __all__ = [
     "write_jsonl",
 ]
 
-#: 2026-01-05T00:00:00Z in epoch milliseconds: the default time of the first event.
-DEFAULT_START_MS = 1_767_571_200_000
-#: Average events per second of event time.
-DEFAULT_RATE_PER_S = 200.0
-#: Events per independently seeded block (a property of the stream, not of ``chunk``).
-BLOCK_EVENTS = 100_000
-_TEXT_ROWS = 25_000  # rows rendered to JSON text at a time
 #: The partition name of ``GeneratorSource`` positions.
 PARTITION = "generator"
-
-SCHEMA = pl.Schema(
-    {
-        "event_id": pl.String,
-        "event_time": pl.Int64,
-        "card_id": pl.String,
-        "person_id": pl.String,
-        "merchant_id": pl.String,
-        "shop_id": pl.String,
-        "amount": pl.Float64,
-        "currency": pl.String,
-        "card_country": pl.String,
-        "ip_country": pl.String,
-        "product_title": pl.String,
-        "status": pl.String,
-        "label": pl.Int64,
-        "pattern": pl.String,
-    }
-)
-FIELDS: tuple[str, ...] = tuple(SCHEMA.names())
-
-_DECLINE_RATE = 0.045
-_FOREIGN_IP_RATE = 0.03
-_FOREIGN_CURRENCY = (0.92, 0.05, 0.03)  # home currency, USD, EUR
-_LATE_RATE = 0.02  # seconds to minutes late
-_VERY_LATE_RATE = 0.0005  # hours to days late
-_LATE_MS = (2_000.0, 300_000.0)
-_VERY_LATE_MS = (3_600_000.0, 3 * 86_400_000.0)
-
-
-@dataclass(frozen=True)
-class _Block:
-    """One block of the stream as integer/float columns (entity ordinals, not ids)."""
-
-    arrival_ms: IntArr
-    event_time: IntArr
-    card: IntArr
-    merchant: IntArr
-    shop: IntArr
-    amount: FloatArr
-    title: IntArr
-    declined: BoolArr
-    ip_shift: IntArr
-    currency_mode: IntArr
-    pattern: IntArr
-    label: IntArr
-
-
-def _free_slots(wanted: IntArr, size: int) -> IntArr:
-    """Strictly increasing slots as close as possible to the sorted ``wanted`` ones, in range."""
-    k = np.arange(len(wanted), dtype=np.int64)
-    slots = np.maximum.accumulate(wanted - k) + k  # push collisions later
-    return np.minimum(slots, size - len(wanted) + k)  # and keep the tail inside the block
-
-
-def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> FloatArr:
-    """``n`` values spread evenly in log space between ``bounds``."""
-    return np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]), n))
-
-
-def _make_block(pop: Population, seed: int, index: int, start_ms: int, rate: float) -> _Block:
-    """Generate block ``index``: background traffic, fraud episodes, then lateness."""
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(1, index))))
-    n = BLOCK_EVENTS
-    block_ms = n * 1000.0 / rate
-    gaps = np.cumsum(rng.standard_exponential(n + 1))  # a Poisson process with n arrivals
-    offsets = gaps[:-1] * (block_ms / gaps[-1])
-    arrival = np.floor(start_ms + index * block_ms + offsets).astype(np.int64)
-
-    card = pop.cards(rng, n)
-    merchant = pop.merchants(rng, n)
-    shop = pop.shops_of(rng, merchant)
-    amount = pop.amounts(rng, n)
-    title = pop.titles_of(rng, merchant)
-    declined = rng.random(n) < _DECLINE_RATE
-    ip_shift = np.where(rng.random(n) < _FOREIGN_IP_RATE, pop.other_country_shift(rng, n), 0)
-    currency_mode = rng.choice(3, size=n, p=_FOREIGN_CURRENCY).astype(np.int64)
-    pattern = np.zeros(n, dtype=np.int64)
-    label = np.zeros(n, dtype=np.int64)
-
-    fraud = inject(pop, rng, n, block_ms)
-    slots = _free_slots(np.searchsorted(offsets, fraud.at_ms).astype(np.int64), n)
-    card[slots] = fraud.card
-    merchant[slots] = fraud.merchant
-    shop[slots] = fraud.shop
-    amount[slots] = fraud.amount
-    title[slots] = fraud.title
-    declined[slots] = fraud.declined
-    ip_shift[slots] = fraud.ip_shift
-    pattern[slots] = fraud.pattern
-    label[slots] = fraud.label
-
-    draw = rng.random(n)
-    normal = label == 0
-    late = normal & (draw < _LATE_RATE)
-    very_late = normal & (draw >= _LATE_RATE) & (draw < _LATE_RATE + _VERY_LATE_RATE)
-    delay = np.zeros(n, dtype=np.int64)
-    delay[late] = np.round(_log_uniform(rng, _LATE_MS, int(late.sum())))
-    delay[very_late] = np.round(_log_uniform(rng, _VERY_LATE_MS, int(very_late.sum())))
-    return _Block(
-        arrival_ms=arrival,
-        event_time=arrival - delay,
-        card=card,
-        merchant=merchant,
-        shop=shop,
-        amount=amount,
-        title=title,
-        declined=declined,
-        ip_shift=ip_shift,
-        currency_mode=currency_mode,
-        pattern=pattern,
-        label=label,
-    )
-
-
-def _padded(name: str, prefix: str, width: int) -> pl.Expr:
-    """``prefix`` + the integer column ``name`` zero-padded to ``width`` digits."""
-    return pl.lit(prefix) + pl.col(name).cast(pl.String).str.zfill(width)
-
-
-@dataclass(frozen=True)
-class _Render:
-    """Polars expressions that turn raw block columns into public columns or JSON text.
-
-    ``fragments`` gives, per field, the text ``"key":value`` (the first with ``{``, the last
-    with ``}``), mostly gathered from pre-rendered pools, so that joining them with commas
-    (``concat_str`` or the CSV writer with ``quote_style="never"``) yields compact JSON lines
-    without any per-row Python.
-    """
-
-    columns: dict[str, pl.Expr]
-    fragments: list[pl.Expr]
-    json_line: pl.Expr
-
-    @staticmethod
-    def for_population(pop: Population) -> _Render:
-        """Pools and expressions for ``pop``."""
-        countries = [c for c, _, _ in COUNTRIES]
-        pools: dict[str, list[str]] = {
-            "merchant_id": [f"merchant_{i:04d}" for i in range(1, N_MERCHANTS + 1)],
-            "shop_id": [f"shop_{n}" for n in pop.shop_number.tolist()],
-            "currency": list(CURRENCIES),
-            "card_country": countries,
-            "ip_country": countries,
-            "product_title": list(normal_titles()[0] + risky_titles()),
-            "status": ["succeeded", "declined"],
-            "label": ["0", "1"],
-            "pattern": list(PATTERNS),
-        }
-        padded = {
-            "event_id": ("ev-", 9),
-            "card_id": ("card_", 7),
-            "person_id": ("person_", 6),
-        }
-        last = len(FIELDS) - 1
-        columns: dict[str, pl.Expr] = {}
-        fragments: list[pl.Expr] = []
-        for i, name in enumerate(FIELDS):
-            head = ("{" if i == 0 else "") + json.dumps(name) + ":"
-            tail = "}" if i == last else ""
-            if name in pools:
-                values = pools[name]
-                as_json = (
-                    values
-                    if name == "label"
-                    else [json.dumps(v, ensure_ascii=False) for v in values]
-                )
-                if name == "label":
-                    columns[name] = pl.col(name)
-                else:
-                    columns[name] = pl.lit(pl.Series(values, dtype=pl.String)).gather(pl.col(name))
-                texts = pl.Series([head + v + tail for v in as_json], dtype=pl.String)
-                fragments.append(pl.lit(texts).gather(pl.col(name)).alias(name))
-                continue
-            if name in padded:
-                prefix, width = padded[name]
-                value = pl.col(name).cast(pl.String).str.zfill(width)
-                columns[name] = pl.lit(prefix) + value
-                parts = [pl.lit(f'{head}"{prefix}'), value, pl.lit('"' + tail)]
-            else:  # plain numbers
-                columns[name] = pl.col(name)
-                parts = [pl.lit(head), pl.col(name).cast(pl.String), pl.lit(tail)]
-            fragments.append(pl.concat_str(parts).alias(name))
-        columns = {name: expr.alias(name) for name, expr in columns.items()}
-        return _Render(columns, fragments, pl.concat_str(fragments, separator=",").alias("line"))
-
-
-def _raw(pop: Population, block: _Block, first_index: int, lo: int, hi: int) -> pl.DataFrame:
-    """Rows ``[lo, hi)`` of a block (whose first event is ``first_index``) as numbers and pool
-    indices, one column per public field."""
-    card = block.card[lo:hi]
-    country = pop.card_country[card]
-    mode = block.currency_mode[lo:hi]
-    currency = np.where(
-        mode == 0,
-        pop.currency_of_country[country],
-        np.where(mode == 1, CURRENCIES.index("USD"), CURRENCIES.index("EUR")),
-    )
-    return pl.DataFrame(
-        {
-            "event_id": np.arange(first_index + lo, first_index + hi, dtype=np.int64),
-            "event_time": block.event_time[lo:hi],
-            "card_id": pop.card_number[card],
-            "person_id": pop.card_person[card] + 1,
-            "merchant_id": block.merchant[lo:hi],
-            "shop_id": block.shop[lo:hi],
-            "amount": block.amount[lo:hi],
-            "currency": currency,
-            "card_country": country,
-            "ip_country": (country + block.ip_shift[lo:hi]) % N_COUNTRIES,
-            "product_title": block.title[lo:hi],
-            "status": block.declined[lo:hi].astype(np.int64),
-            "label": block.label[lo:hi],
-            "pattern": block.pattern[lo:hi],
-        }
-    )
-
-
-@lru_cache(maxsize=4)
-def _world(seed: int) -> tuple[Population, _Render]:
-    """The population of ``seed`` and its renderer (built once per seed, ~0.3 s)."""
-    pop = population(seed)
-    return pop, _Render.for_population(pop)
-
-
-class _Stream:
-    """Random access to the endless stream for one ``(seed, start_ms, rate)``; caches one block."""
-
-    def __init__(self, seed: int, start_ms: int, rate_per_s: float) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        if not (isinstance(rate_per_s, int | float) and 0 < rate_per_s < math.inf):
-            raise ValueError(f"rate_per_s must be a positive number, got {rate_per_s!r}")
-        if isinstance(start_ms, bool) or not isinstance(start_ms, int):
-            raise ValueError(f"start_ms must be integer epoch milliseconds, got {start_ms!r}")
-        self.seed = seed
-        self.start_ms = start_ms
-        self.rate = float(rate_per_s)
-        self.pop, self.render = _world(seed)
-        self._cached: tuple[int, _Block] | None = None
-
-    def block(self, index: int) -> _Block:
-        """Block ``index``, generated on first use."""
-        if self._cached is None or self._cached[0] != index:
-            self._cached = (
-                index,
-                _make_block(self.pop, self.seed, index, self.start_ms, self.rate),
-            )
-        return self._cached[1]
-
-    def forget(self) -> None:
-        """Drop the cached block (memory)."""
-        self._cached = None
-
-    def raw(self, pos: int, n: int) -> pl.DataFrame:
-        """Events ``[pos, pos + n)`` as ordinals/numbers (see ``_raw``), across blocks."""
-        parts: list[pl.DataFrame] = []
-        end = pos + n
-        while pos < end:
-            index = pos // BLOCK_EVENTS
-            first = index * BLOCK_EVENTS
-            hi = min(end, first + BLOCK_EVENTS)
-            parts.append(_raw(self.pop, self.block(index), first, pos - first, hi - first))
-            pos = hi
-        if len(parts) == 1:
-            return parts[0]
-        return pl.concat(parts) if parts else _raw(self.pop, self.block(0), 0, 0, 0)
-
-    def frame(self, pos: int, n: int) -> pl.DataFrame:
-        """Events ``[pos, pos + n)`` as a DataFrame with ``SCHEMA``."""
-        return self.raw(pos, n).select(**self.render.columns)
-
-    def _text_pieces(self, pos: int, n: int) -> Iterator[pl.DataFrame]:
-        """Raw rows in pieces of at most ``_TEXT_ROWS`` (keeps text buffers small and reused)."""
-        for start in range(pos, pos + n, _TEXT_ROWS):
-            yield self.raw(start, min(_TEXT_ROWS, pos + n - start))
-
-    def lines(self, pos: int, n: int) -> list[bytes]:
-        """Events ``[pos, pos + n)`` as compact JSON lines without newlines."""
-        lines: list[bytes] = []
-        for raw in self._text_pieces(pos, n):
-            line = raw.select(self.render.json_line).to_series().cast(pl.Binary)
-            lines.extend(line.to_list())
-        return lines
-
-    def write(self, out: IO[bytes], pos: int, n: int) -> None:
-        """Write events ``[pos, pos + n)`` to ``out`` as newline-ended JSON lines."""
-        for raw in self._text_pieces(pos, n):
-            text = raw.select(self.render.fragments)
-            text.write_csv(out, include_header=False, quote_style="never", separator=",")
-
-    def arrival(self, pos: int, n: int) -> list[int]:
-        """Arrival (ingestion) times in ms of events ``[pos, pos + n)``."""
-        out: list[int] = []
-        end = pos + n
-        while pos < end:
-            index = pos // BLOCK_EVENTS
-            first = index * BLOCK_EVENTS
-            hi = min(end, first + BLOCK_EVENTS)
-            out.extend(self.block(index).arrival_ms[pos - first : hi - first].tolist())
-            pos = hi
-        return out
 
 
 def _check_count(name: str, value: int, minimum: int) -> None:
@@ -403,7 +82,7 @@ def generate_frames(
     per DataFrame (columns and types: ``SCHEMA``)."""
     _check_count("events", events, 0)
     _check_count("chunk", chunk, 1)
-    stream = _Stream(seed, start_ms, rate_per_s)
+    stream = Stream(seed, start_ms, rate_per_s)
     return (stream.frame(pos, min(chunk, events - pos)) for pos in range(0, events, chunk))
 
 
@@ -418,7 +97,7 @@ def generate_lines(
     """Like ``generate_frames`` but each chunk as compact JSON lines (no trailing newline)."""
     _check_count("events", events, 0)
     _check_count("chunk", chunk, 1)
-    stream = _Stream(seed, start_ms, rate_per_s)
+    stream = Stream(seed, start_ms, rate_per_s)
     return (stream.lines(pos, min(chunk, events - pos)) for pos in range(0, events, chunk))
 
 
@@ -435,7 +114,7 @@ def write_jsonl(
     header so the bytes are reproducible); returns the number of events written."""
     _check_count("events", events, 0)
     _check_count("chunk", chunk, 1)
-    stream = _Stream(seed, start_ms, rate_per_s)
+    stream = Stream(seed, start_ms, rate_per_s)
     path = Path(path)
     with path.open("wb") as raw:
         if not path.name.endswith(".gz"):
@@ -468,8 +147,8 @@ class GeneratorSource:
     """The synthetic stream as a bounded ``Source``: positions are event indices in partition
     ``"generator"``, so a checkpointed run resumes exactly where it stopped."""
 
-    DEFAULT_EVENTS = 30_000
-    DEFAULT_SEED = 42
+    DEFAULT_EVENTS = 100_000
+    DEFAULT_SEED = 7
 
     def __init__(
         self,
@@ -481,7 +160,7 @@ class GeneratorSource:
         until_end: bool = True,
     ) -> None:
         _check_count("events", events, 0)
-        self._stream = _Stream(seed, start_ms, rate_per_s)
+        self._stream = Stream(seed, start_ms, rate_per_s)
         self.events = events
         self.until_end = until_end
         self._next = 0
@@ -489,12 +168,13 @@ class GeneratorSource:
         if start_ms != DEFAULT_START_MS:
             name += f"&start={start_ms}"
         if rate_per_s != DEFAULT_RATE_PER_S:
-            name += f"&rate={rate_per_s:g}"
+            rate = float(rate_per_s)
+            name += f"&rate={int(rate) if rate.is_integer() else rate!r}"
         self.name = name
 
     @classmethod
     def from_uri(cls, uri: str, *, until_end: bool = True) -> GeneratorSource:
-        """Open ``generator:?events=N&seed=S[&rate=R][&start=T]`` (defaults: 30000 events, seed 42)."""
+        """Open ``generator:?events=N&seed=S[&rate=R][&start=T]`` (defaults: 100000 events, seed 7)."""
         parts = urlsplit(uri)
         if parts.scheme != "generator":
             raise UsageError(f"not a generator source: {uri!r}")
@@ -529,12 +209,13 @@ class GeneratorSource:
     def read_batch(self, max_events: int, timeout_s: float) -> RawBatch | None:
         """Up to ``max_events`` JSON lines; None after the last event (an empty batch after a
         ``timeout_s`` wait when not ``until_end``)."""
-        n = min(max_events, self.events - self._next)
-        if n <= 0:
+        if self._next >= self.events:
             if self.until_end:
                 return None
-            time.sleep(max(timeout_s, 0.0))
-            return RawBatch(lines=[], positions=[], resume={PARTITION: self._next})
+            time.sleep(max(timeout_s, 0.0))  # an endless wait for events that never come
+        n = max(0, min(max_events, self.events - self._next))
+        if n == 0:
+            return RawBatch(lines=[], positions=[], resume={PARTITION: self._next}, received_ms=[])
         pos = self._next
         lines = self._stream.lines(pos, n)
         self._next = pos + n

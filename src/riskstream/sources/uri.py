@@ -26,7 +26,9 @@ def source_spec_from_uri(uri: str) -> SourceSpec:
             events = int(query.get("events", ["100000"])[0])
             seed = int(query.get("seed", ["7"])[0])
         except ValueError:
-            raise UsageError(f"bad generator source {uri!r}: events and seed are integers") from None
+            raise UsageError(
+                f"bad generator source {uri!r}: events and seed are integers"
+            ) from None
         return SourceSpec(kind="generator", events=events, seed=seed)
     if uri.startswith("kafka://"):
         parsed = urlparse(uri)
@@ -36,10 +38,14 @@ def source_spec_from_uri(uri: str) -> SourceSpec:
         query = parse_qs(parsed.query)
         group = query.get("group", ["riskstream"])[0]
         return SourceSpec(kind="kafka", brokers=parsed.netloc, topics=topics, group=group)
-    raise UsageError(f"unknown source {uri!r}: use file:PATH, stdin:, generator:?events=N&seed=S or kafka://HOST:PORT/TOPIC")
+    raise UsageError(
+        f"unknown source {uri!r}: use file:PATH, stdin:, generator:?events=N&seed=S or kafka://HOST:PORT/TOPIC"
+    )
 
 
-def build_source(spec: PipelineSpec, src: SourceSpec, *, until_end: bool, **kafka_options: object) -> Source:
+def build_source(
+    spec: PipelineSpec, src: SourceSpec, *, until_end: bool, **kafka_options: object
+) -> Source:
     """Open the source described by ``src``."""
     if src.kind == "file":
         from riskstream.sources.file import FileSource
@@ -57,4 +63,5 @@ def build_source(spec: PipelineSpec, src: SourceSpec, *, until_end: bool, **kafk
         return GeneratorSource(events=src.events or 100_000, seed=src.seed)
     from riskstream.sources.kafka import KafkaSource
 
-    return KafkaSource(spec, src, until_end=until_end, **kafka_options)  # type: ignore[arg-type]
+    source: Source = KafkaSource(spec, src, until_end=until_end, **kafka_options)  # type: ignore[arg-type]
+    return source

@@ -77,7 +77,9 @@ def check_spec(spec: PipelineSpec, base_dir: Path | None = None) -> None:
                 raise SpecError(f"metrics.{name}.value", f"unknown field {metric.value!r}")
             kind = declared[metric.value]
             if _NUMERIC_VALUE & set(metric.stats) and kind not in ("float", "int", "any"):
-                raise SpecError(f"metrics.{name}.value", f"field {metric.value!r} is {kind}, not a number")
+                raise SpecError(
+                    f"metrics.{name}.value", f"field {metric.value!r} is {kind}, not a number"
+                )
     for name, rule in spec.rules.items():
         if rule.once_per is not None and declared is not None and rule.once_per.key not in declared:
             raise SpecError(f"rules.{name}.once_per.key", f"unknown field {rule.once_per.key!r}")
@@ -96,7 +98,9 @@ def check_spec(spec: PipelineSpec, base_dir: Path | None = None) -> None:
         extra = sink.model_extra or {}
         if sink.kind == "file" and not extra.get("path"):
             raise SpecError(f"sinks.{i}", "a file sink needs 'path'")
-        if sink.kind == "webhook" and not str(extra.get("url", "")).startswith(("http://", "https://")):
+        if sink.kind == "webhook" and not str(extra.get("url", "")).startswith(
+            ("http://", "https://")
+        ):
             raise SpecError(f"sinks.{i}.url", "a webhook sink needs an http(s) 'url'")
         if sink.kind == "kafka" and not extra.get("topic"):
             raise SpecError(f"sinks.{i}", "a kafka sink needs 'topic'")

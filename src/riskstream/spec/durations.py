@@ -35,7 +35,9 @@ def parse_duration(text: str) -> int:
     """Parse ``30s``/``5m``/``1h``/``7d``/``2w``/``3y`` into milliseconds; ValueError if malformed."""
     m = _DURATION.match(str(text))
     if not m:
-        raise ValueError(f"bad duration {text!r} (expected a number and a unit: ms s m h d w y, e.g. 30s 5m 1h 7d)")
+        raise ValueError(
+            f"bad duration {text!r} (expected a number and a unit: ms s m h d w y, e.g. 30s 5m 1h 7d)"
+        )
     value = int(m.group(1))
     if value <= 0:
         raise ValueError(f"bad duration {text!r}: must be positive")

@@ -36,7 +36,9 @@ def parse_spec(text: str, *, source: str = "<spec>") -> PipelineSpec:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError("", f"{source}: invalid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
-        raise SpecError("", f"{source}: a spec is a YAML mapping (name, source, metrics, rules ...)")
+        raise SpecError(
+            "", f"{source}: a spec is a YAML mapping (name, source, metrics, rules ...)"
+        )
     try:
         return PipelineSpec.model_validate(data)
     except ValidationError as exc:

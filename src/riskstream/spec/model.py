@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from riskstream.spec.durations import TIER_ORDER, parse_duration
 
 FieldType = Literal["float", "int", "str", "bool", "any"]
+Tier = Literal["second", "minute", "hour", "day", "week"]
 Stat = Literal["count", "sum", "avg", "min", "max", "var", "stddev", "distinct", "distribution"]
 Action = Literal["review", "block", "allow", "tag"]
 NUMERIC_STATS: frozenset[str] = frozenset({"count", "sum", "avg", "min", "max", "var", "stddev"})
@@ -65,7 +66,7 @@ class MetricSpec(_Model):
     dimension: list[str] = Field(min_length=1)
     value: str | None = None
     where: str | None = None
-    stats: list[Stat] = Field(default_factory=lambda: ["count"])
+    stats: list[Stat] = Field(default_factory=lambda: list[Stat](["count"]))
 
     @model_validator(mode="after")
     def _value_needed(self) -> MetricSpec:
@@ -130,8 +131,8 @@ class PipelineSpec(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     source: SourceSpec = Field(default_factory=SourceSpec)
     event: EventSpec = Field(default_factory=EventSpec)
-    tiers: list[Literal["second", "minute", "hour", "day", "week"]] = Field(
-        default_factory=lambda: list(TIER_ORDER)
+    tiers: list[Tier] = Field(
+        default_factory=lambda: list[Tier](["second", "minute", "hour", "day", "week"])
     )
     retention: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_RETENTION))
     metrics: dict[str, MetricSpec] = Field(default_factory=dict)
@@ -143,7 +144,7 @@ class PipelineSpec(_Model):
 
     @field_validator("tiers")
     @classmethod
-    def _tiers_ordered(cls, v: list[str]) -> list[str]:
+    def _tiers_ordered(cls, v: list[Tier]) -> list[Tier]:
         if not v:
             raise ValueError("at least one tier is needed")
         if len(set(v)) != len(v):

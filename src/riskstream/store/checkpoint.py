@@ -23,6 +23,7 @@ class Checkpoint:
     partials: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
     sketches: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
     distributions: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
+    feature_values: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict)
     cases: list[Case] = field(default_factory=list)
     throttles: list[tuple[str, str, int]] = field(default_factory=list)
     rule_hits: dict[str, int] = field(default_factory=dict)

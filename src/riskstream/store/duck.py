@@ -29,7 +29,9 @@ _NUMERIC = ["count", "sum", "min", "max", "m2"]
 class Store:
     """Access to ``DATA_DIR/riskstream.duckdb``; every method opens, works, closes."""
 
-    def __init__(self, data_dir: str | Path, *, read_only: bool = False, lock_wait_s: float = 30.0) -> None:
+    def __init__(
+        self, data_dir: str | Path, *, read_only: bool = False, lock_wait_s: float = 30.0
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_NAME
         self.read_only = read_only
@@ -38,11 +40,15 @@ class Store:
             try:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot create data dir {str(self.data_dir)!r}: {exc.strerror}") from None
+                raise StoreError(
+                    f"cannot create data dir {str(self.data_dir)!r}: {exc.strerror}"
+                ) from None
             with self.connect() as con:
                 self._migrate(con)
         elif not self.path.exists():
-            raise StoreError(f"no store in {str(self.data_dir)!r} (run a pipeline with --data-dir first)")
+            raise StoreError(
+                f"no store in {str(self.data_dir)!r} (run a pipeline with --data-dir first)"
+            )
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -55,11 +61,15 @@ class Store:
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise StoreError(f"cannot open store {str(self.path)!r}: {_first_line(exc)}") from None
+                    raise StoreError(
+                        f"cannot open store {str(self.path)!r}: {_first_line(exc)}"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
             except duckdb.Error as exc:
-                raise StoreError(f"cannot open store {str(self.path)!r}: {_first_line(exc)}") from None
+                raise StoreError(
+                    f"cannot open store {str(self.path)!r}: {_first_line(exc)}"
+                ) from None
         try:
             yield con
         finally:
@@ -70,7 +80,9 @@ class Store:
         row = con.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
         current = int(row[0]) if row else 0
         if current > SCHEMA_VERSION:
-            raise StoreError(f"store schema version {current} is newer than this riskstream ({SCHEMA_VERSION})")
+            raise StoreError(
+                f"store schema version {current} is newer than this riskstream ({SCHEMA_VERSION})"
+            )
         for version in range(current + 1, SCHEMA_VERSION + 1):
             con.execute("BEGIN")
             for stmt in MIGRATIONS[version]:
@@ -88,13 +100,18 @@ class Store:
     def positions(self, source: str) -> dict[str, int]:
         """Stored positions of ``source`` by partition."""
         with self.connect() as con:
-            rows = con.execute("SELECT part, pos FROM positions WHERE source = ?", [source]).fetchall()
+            rows = con.execute(
+                "SELECT part, pos FROM positions WHERE source = ?", [source]
+            ).fetchall()
         return {str(p): int(v) for p, v in rows}
 
     def sink_marks(self) -> dict[str, int]:
         """Per sink, the highest case seq known delivered."""
         with self.connect() as con:
-            return {str(s): int(q) for s, q in con.execute("SELECT sink, seq FROM sink_marks").fetchall()}
+            return {
+                str(s): int(q)
+                for s, q in con.execute("SELECT sink, seq FROM sink_marks").fetchall()
+            }
 
     def cases_after(self, seq: int, limit: int | None = None) -> list[Case]:
         """Outbox cases with seq greater than ``seq``, in order."""
@@ -105,7 +122,9 @@ class Store:
             rows = con.execute(sql, [seq]).fetchall()
         return [_case_from_row(int(s), str(b)) for s, b in rows]
 
-    def buckets(self, metric: str, tier: str, key: str | None, start_from: int, start_to: int) -> pl.DataFrame:
+    def buckets(
+        self, metric: str, tier: str, key: str | None, start_from: int, start_to: int
+    ) -> pl.DataFrame:
         """Numeric partials of ``metric`` at ``tier`` with start in [start_from, start_to)."""
         sql = (
             "SELECT key, start, count, sum, min, max, m2 FROM buckets "
@@ -145,43 +164,22 @@ class Store:
             raise StoreError(f"checkpoint failed: {_first_line(exc)}") from None
 
     def _write(self, con: duckdb.DuckDBPyConnection, cp: Checkpoint) -> None:
-        for (metric, tier), part in cp.partials.items():
-            if not part.height:
+        self._append(con, "buckets", cp.partials, ["key", "start", *_NUMERIC])
+        self._append(con, "sketches", cp.sketches, ["key", "start", "vals", "hll"])
+        self._append(con, "distributions", cp.distributions, ["key", "start", "category", "count"])
+        for (metric, tier), values in cp.feature_values.items():
+            if not values.height:
                 continue
-            rows = part.select("key", "start", *_NUMERIC).with_columns(
+            rows = values.select("key", "b", "c").with_columns(
                 pl.lit(metric).alias("metric"), pl.lit(tier).alias("tier")
             )
-            con.register("_p", rows.to_arrow())
-            # Chan's merge of (n, mean, m2): exact for count/sum/min/max.
+            con.register("_v", rows.to_arrow())
+            con.execute("INSERT INTO feature_values SELECT metric, tier, key, b, c FROM _v")
+            con.unregister("_v")
+        for partition, pos in cp.positions.items():
             con.execute(
-                """INSERT INTO buckets SELECT metric, tier, key, start, count, sum, min, max, m2 FROM _p
-                ON CONFLICT DO UPDATE SET
-                  m2 = buckets.m2 + EXCLUDED.m2 + CASE WHEN buckets.count + EXCLUDED.count > 0 THEN
-                       (EXCLUDED.sum / EXCLUDED.count - buckets.sum / buckets.count) ** 2
-                       * buckets.count * EXCLUDED.count / (buckets.count + EXCLUDED.count) ELSE 0 END,
-                  count = buckets.count + EXCLUDED.count,
-                  sum = buckets.sum + EXCLUDED.sum,
-                  min = least(buckets.min, EXCLUDED.min),
-                  max = greatest(buckets.max, EXCLUDED.max)"""
+                "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", [cp.source, partition, pos]
             )
-            con.unregister("_p")
-        for (metric, tier), sk in cp.sketches.items():
-            if sk.height:
-                self._write_sketches(con, metric, tier, sk)
-        for (metric, tier), dist in cp.distributions.items():
-            if not dist.height:
-                continue
-            rows = dist.select("key", "start", "category", "count").with_columns(
-                pl.lit(metric).alias("metric"), pl.lit(tier).alias("tier")
-            )
-            con.register("_d", rows.to_arrow())
-            con.execute(
-                """INSERT INTO distributions SELECT metric, tier, key, start, category, count FROM _d
-                ON CONFLICT DO UPDATE SET count = distributions.count + EXCLUDED.count"""
-            )
-            con.unregister("_d")
-        for part, pos in cp.positions.items():
-            con.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", [cp.source, part, pos])
         if cp.cases:
             frame = pl.DataFrame(
                 {
@@ -213,35 +211,153 @@ class Store:
         for k, v in cp.meta.items():
             con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [k, v])
 
-    def _write_sketches(self, con: duckdb.DuckDBPyConnection, metric: str, tier: str, sk: pl.DataFrame) -> None:
-        con.register("_k", sk.select("key", "start").to_arrow())
-        old = con.execute(
-            "SELECT s.key, s.start, s.hll FROM sketches s JOIN _k USING (key, start) WHERE s.metric = ? AND s.tier = ?",
-            [metric, tier],
-        ).fetchall()
-        con.unregister("_k")
-        existing = {(k, s): bytes(h) for k, s, h in old}
-        merged = []
-        for key, start, blob in sk.select("key", "start", "hll").iter_rows():
-            prev = existing.get((key, start))
-            merged.append(sketch.to_bytes(sketch.merge([blob, prev] if prev else [blob])))
-        rows = sk.select("key", "start").with_columns(
-            pl.lit(metric).alias("metric"), pl.lit(tier).alias("tier"), pl.Series("hll", merged, dtype=pl.Binary)
-        )
-        con.register("_s", rows.to_arrow())
-        con.execute("INSERT OR REPLACE INTO sketches SELECT metric, tier, key, start, hll FROM _s")
-        con.unregister("_s")
+    @staticmethod
+    def _append(
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        frames: dict[tuple[str, str], pl.DataFrame],
+        cols: list[str],
+    ) -> None:
+        parts = [
+            f.select(pl.lit(metric).alias("metric"), pl.lit(tier).alias("tier"), *cols)
+            for (metric, tier), f in frames.items()
+            if f.height
+        ]
+        if not parts:
+            return
+        con.register("_rows", pl.concat(parts, how="vertical_relaxed").to_arrow())
+        con.execute(f"INSERT INTO {table} SELECT * FROM _rows")
+        con.unregister("_rows")
 
     # ---- upkeep ------------------------------------------------------------------------
 
-    def compact_before(self, available_from: dict[str, int]) -> int:
-        """Drop buckets older than each tier's first retained instant (see ``query.stitch``)."""
+    def fold(self) -> None:
+        """Fold the rows of each bucket into one (appends leave one row per checkpoint)."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            keys = "metric, tier, key, start"
+            match = (
+                "t.metric = d.metric AND t.tier = d.tier AND t.key = d.key AND t.start = d.start"
+            )
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _dup AS SELECT {keys} FROM buckets GROUP BY ALL HAVING count(*) > 1"
+            )
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _folded AS
+                SELECT {keys}, sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
+                       sum(m2 + count * (sum / count - gsum / gcount) ** 2) AS m2
+                FROM (SELECT b.*, sum(b.sum) OVER w AS gsum, sum(b.count) OVER w AS gcount
+                      FROM buckets b SEMI JOIN _dup USING ({keys})
+                      WINDOW w AS (PARTITION BY {keys}))
+                GROUP BY {keys}"""
+            )
+            con.execute(f"DELETE FROM buckets t USING _dup d WHERE {match}")
+            con.execute("INSERT INTO buckets SELECT * FROM _folded")
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _dup AS SELECT {keys}, category FROM distributions
+                GROUP BY ALL HAVING count(*) > 1"""
+            )
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _folded AS SELECT {keys}, category, sum(count) AS count
+                FROM distributions SEMI JOIN _dup USING ({keys}, category) GROUP BY ALL"""
+            )
+            con.execute(
+                f"DELETE FROM distributions t USING _dup d WHERE {match} AND t.category = d.category"
+            )
+            con.execute("INSERT INTO distributions SELECT * FROM _folded")
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _folded AS SELECT DISTINCT * FROM feature_values"
+            )
+            con.execute("DELETE FROM feature_values")
+            con.execute("INSERT INTO feature_values SELECT * FROM _folded")
+            con.execute("DROP TABLE _folded")
+            con.execute("DROP TABLE _dup")
+            self._fold_sketches(con)
+            con.execute("COMMIT")
+
+    @staticmethod
+    def _fold_sketches(con: duckdb.DuckDBPyConnection) -> None:
+        rows = pl.from_arrow(
+            con.sql(
+                """SELECT metric, tier, key, start, vals, hll FROM sketches
+                WHERE (metric, tier, key, start) IN (
+                    SELECT (metric, tier, key, start) FROM sketches GROUP BY ALL HAVING count(*) > 1)"""
+            ).to_arrow_table()
+        )
+        assert isinstance(rows, pl.DataFrame)
+        if not rows.height:
+            return
+        folded = []
+        for (metric, tier), group in rows.group_by("metric", "tier"):
+            exact = group.filter(pl.col("hll").is_null())
+            frames = [exact.select("key", "start", "vals")] if exact.height else []
+            merged = sketch.compact_values(frames) if frames else pl.DataFrame()
+            with_hll = group.filter(pl.col("hll").is_not_null())
+            if with_hll.height:
+                blobs: dict[tuple[str, int], list[Any]] = {}
+                for key, start, blob in with_hll.select("key", "start", "hll").iter_rows():
+                    blobs.setdefault((key, start), []).append(bytes(blob))
+                keep = []
+                if merged.height:
+                    for key, start, vals, blob in merged.iter_rows():
+                        if (key, start) in blobs:
+                            blobs[(key, start)].append(
+                                sketch.sketch_of(vals or []) if vals else bytes(blob)
+                            )
+                        else:
+                            keep.append((key, start, vals, blob))
+                rows_hll = [
+                    (k, s, None, sketch.to_bytes(sketch.merge(parts)))
+                    for (k, s), parts in blobs.items()
+                ]
+                merged = pl.DataFrame(
+                    keep + rows_hll,
+                    schema={
+                        "key": pl.String,
+                        "start": pl.Int64,
+                        "vals": pl.List(pl.String),
+                        "hll": pl.Binary,
+                    },
+                    orient="row",
+                )
+            folded.append(
+                merged.select(
+                    pl.lit(metric).alias("metric"),
+                    pl.lit(tier).alias("tier"),
+                    "key",
+                    "start",
+                    "vals",
+                    "hll",
+                )
+            )
+        con.execute(
+            """DELETE FROM sketches WHERE (metric, tier, key, start) IN (
+                SELECT (metric, tier, key, start) FROM sketches GROUP BY ALL HAVING count(*) > 1)"""
+        )
+        con.register("_f", pl.concat(folded).to_arrow())
+        con.execute("INSERT INTO sketches SELECT * FROM _f")
+        con.unregister("_f")
+
+    def compact_before(
+        self,
+        available_from: dict[str, int],
+        value_horizons: dict[tuple[str, str], int] | None = None,
+    ) -> int:
+        """Drop buckets older than each tier's first retained instant (see ``query.stitch``)
+        and distinct-feature values older than their window horizon."""
         dropped = 0
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
+            for (metric, tier), cutoff in (value_horizons or {}).items():
+                con.execute(
+                    "DELETE FROM feature_values WHERE metric = ? AND tier = ? AND b < ?",
+                    [metric, tier, cutoff],
+                )
             for tier, cutoff in available_from.items():
                 for table in ("buckets", "sketches", "distributions"):
-                    row = con.execute(f"DELETE FROM {table} WHERE tier = ? AND start < ?", [tier, cutoff]).fetchone()
+                    row = con.execute(
+                        f"DELETE FROM {table} WHERE tier = ? AND start < ?", [tier, cutoff]
+                    ).fetchone()
                     dropped += int(row[0]) if row else 0
             con.execute("COMMIT")
         return dropped

@@ -15,12 +15,22 @@ from riskstream.spec.durations import TIER_ORDER, bucket_start
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.lists(st.tuples(st.sampled_from("xyz"), st.integers(0, 30 * 86_400_000), st.integers(-10**6, 10**6)), min_size=1, max_size=200),
+    st.lists(
+        st.tuples(
+            st.sampled_from("xyz"), st.integers(0, 30 * 86_400_000), st.integers(-(10**6), 10**6)
+        ),
+        min_size=1,
+        max_size=200,
+    ),
     st.sampled_from(TIER_ORDER),
     st.integers(1, 5),
 )
-def test_partials_merged_in_pieces_equal_brute_force(rows: list[tuple[str, int, int]], tier: str, pieces: int) -> None:
-    frame = pl.DataFrame({"key": [r[0] for r in rows], "_t": [r[1] for r in rows], "v": [r[2] / 100 for r in rows]})
+def test_partials_merged_in_pieces_equal_brute_force(
+    rows: list[tuple[str, int, int]], tier: str, pieces: int
+) -> None:
+    frame = pl.DataFrame(
+        {"key": [r[0] for r in rows], "_t": [r[1] for r in rows], "v": [r[2] / 100 for r in rows]}
+    )
     rnd = random.Random(len(rows) * pieces)
     idx = list(range(len(rows)))
     rnd.shuffle(idx)
@@ -36,7 +46,9 @@ def test_partials_merged_in_pieces_equal_brute_force(rows: list[tuple[str, int, 
         assert row["count"] == len(vals)
         assert math.isclose(row["sum"], math.fsum(vals), abs_tol=1e-6)
         assert row["min"] == min(vals) and row["max"] == max(vals)
-        assert math.isclose(row["m2"], math.fsum((v - mean) ** 2 for v in vals), rel_tol=1e-6, abs_tol=1e-6)
+        assert math.isclose(
+            row["m2"], math.fsum((v - mean) ** 2 for v in vals), rel_tol=1e-6, abs_tol=1e-6
+        )
 
 
 def test_weeks_start_on_monday() -> None:
@@ -46,7 +58,16 @@ def test_weeks_start_on_monday() -> None:
 
 
 def test_merge_rows_groups_by_any_columns() -> None:
-    frame = pl.DataFrame({"g": [1, 1, 2], "count": [2, 1, 1], "sum": [4.0, 6.0, 1.0], "min": [1.0, 6.0, 1.0], "max": [3.0, 6.0, 1.0], "m2": [2.0, 0.0, 0.0]})
+    frame = pl.DataFrame(
+        {
+            "g": [1, 1, 2],
+            "count": [2, 1, 1],
+            "sum": [4.0, 6.0, 1.0],
+            "min": [1.0, 6.0, 1.0],
+            "max": [3.0, 6.0, 1.0],
+            "m2": [2.0, 0.0, 0.0],
+        }
+    )
     out = merge_rows(frame, ["g"]).sort("g")
     # values {1, 3, 6}: mean 10/3, m2 = sum of squared deviations
     assert out["count"].to_list() == [3, 1]

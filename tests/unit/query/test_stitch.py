@@ -15,7 +15,9 @@ DAY = 86_400_000
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[str], dict[str, int], list[tuple[int, float]], int, int]:
+def scenarios(
+    draw: st.DrawFn,
+) -> tuple[list[str], dict[str, int], list[tuple[int, float]], int, int]:
     tiers = draw(st.lists(st.sampled_from(TIER_ORDER), min_size=1, max_size=5, unique=True))
     tiers = sorted(tiers, key=TIER_ORDER.index)
     # Retention grows with the tier (as in every sane spec); the coarsest keeps everything.
@@ -58,7 +60,10 @@ def test_plan_covers_effective_range_and_matches_brute_force(
     cursor = plan.effective_from
     for seg in plan.segments:
         assert seg.start == cursor
-        assert bucket_start(seg.start, seg.tier) == seg.start and bucket_start(seg.end, seg.tier) == seg.end
+        assert (
+            bucket_start(seg.start, seg.tier) == seg.start
+            and bucket_start(seg.end, seg.tier) == seg.end
+        )
         assert seg.start >= avail[seg.tier]
         cursor = seg.end
     assert cursor == plan.effective_to
@@ -67,7 +72,13 @@ def test_plan_covers_effective_range_and_matches_brute_force(
     width = TIER_MS[plan.resolution]
     assert plan.effective_from <= max(frm, oldest) < plan.effective_from + width
     assert plan.effective_to - width < to <= plan.effective_to
-    picked = [v for seg in plan.segments for (tier, s), vs in buckets.items() if tier == seg.tier and seg.start <= s < seg.end for v in vs]
+    picked = [
+        v
+        for seg in plan.segments
+        for (tier, s), vs in buckets.items()
+        if tier == seg.tier and seg.start <= s < seg.end
+        for v in vs
+    ]
     expected = [v for t, v in events if plan.effective_from <= t < plan.effective_to]
     assert len(picked) == len(expected)
     assert math.isclose(math.fsum(picked), math.fsum(expected), abs_tol=1e-9)
@@ -77,7 +88,13 @@ def test_plan_covers_effective_range_and_matches_brute_force(
 
 def test_exact_when_seconds_are_retained() -> None:
     tiers = list(TIER_ORDER)
-    retention = {"second": 2 * 3_600_000, "minute": 2 * DAY, "hour": 90 * DAY, "day": 1000 * DAY, "week": 3650 * DAY}
+    retention = {
+        "second": 2 * 3_600_000,
+        "minute": 2 * DAY,
+        "hour": 90 * DAY,
+        "day": 1000 * DAY,
+        "week": 3650 * DAY,
+    }
     wm = T0 + 5 * 3_600_000
     avail = available_from(wm, tiers, retention)
     frm, to = T0 + 4 * 3_600_000 + 1_000, T0 + 5 * 3_600_000 - 59_000
@@ -88,7 +105,13 @@ def test_exact_when_seconds_are_retained() -> None:
 
 def test_old_edges_fall_back_to_coarser_tiers_and_say_so() -> None:
     tiers = list(TIER_ORDER)
-    retention = {"second": 2 * 3_600_000, "minute": 2 * DAY, "hour": 90 * DAY, "day": 1000 * DAY, "week": 3650 * DAY}
+    retention = {
+        "second": 2 * 3_600_000,
+        "minute": 2 * DAY,
+        "hour": 90 * DAY,
+        "day": 1000 * DAY,
+        "week": 3650 * DAY,
+    }
     wm = T0 + 10 * DAY
     avail = available_from(wm, tiers, retention)
     frm, to = T0 + 1_234, T0 + 10 * DAY - 5_500

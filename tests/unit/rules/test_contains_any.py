@@ -43,7 +43,9 @@ def test_case_insensitive_both_ways() -> None:
 
 
 def test_unicode_case_and_words() -> None:
-    assert matches(["Écharpe", "straße"], ["ÉCHARPE rouge", "échar pe", "Die STRASSE", "straße!"]) == [
+    assert matches(
+        ["Écharpe", "straße"], ["ÉCHARPE rouge", "échar pe", "Die STRASSE", "straße!"]
+    ) == [
         True,
         False,
         False,
@@ -78,7 +80,11 @@ def test_empty_list_is_false_and_null_stays_null() -> None:
 def test_inline_keywords() -> None:
     compiled = compile_expression("contains_any(title, ['Gift card', 'e-cig'])", CTX)
     frame = pl.DataFrame({"title": ["my GIFT CARD", "e cig", "gift"]})
-    assert frame.select(compiled.expr(ListValues()).alias("r"))["r"].to_list() == [True, True, False]
+    assert frame.select(compiled.expr(ListValues()).alias("r"))["r"].to_list() == [
+        True,
+        True,
+        False,
+    ]
 
 
 def test_normalize_keywords_dedupes_and_pads() -> None:
@@ -106,11 +112,14 @@ def test_five_thousand_keywords_fast_and_exact() -> None:
     rng = random.Random(7)
     vocab = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 8))) for _ in range(8000)]
     keywords = [
-        " ".join(rng.sample(vocab, rng.randint(1, 3))).title() if rng.random() < 0.5 else rng.choice(vocab)
+        " ".join(rng.sample(vocab, rng.randint(1, 3))).title()
+        if rng.random() < 0.5
+        else rng.choice(vocab)
         for _ in range(5000)
     ]
     texts = [
-        rng.choice([", ", " ", "-", "! "]).join(rng.sample(vocab, rng.randint(0, 15))) for _ in range(20_000)
+        rng.choice([", ", " ", "-", "! "]).join(rng.sample(vocab, rng.randint(0, 15)))
+        for _ in range(20_000)
     ]
     lists = ListValues({"words": keywords})  # keyword preparation happens here, once
     compiled = compile_expression("contains_any(title, words)", CTX)

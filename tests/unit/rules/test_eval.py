@@ -28,7 +28,9 @@ def frame() -> pl.DataFrame:
     )
 
 
-def run(text: str, ctx: RuleContext, frame: pl.DataFrame, *, expect_bool: bool = True) -> list[object]:
+def run(
+    text: str, ctx: RuleContext, frame: pl.DataFrame, *, expect_bool: bool = True
+) -> list[object]:
     """Evaluate ``text`` over ``frame`` and return the values as a list."""
     compiled = compile_expression(text, ctx, expect_bool=expect_bool)
     return frame.select(compiled.expr(LISTS).alias("r"))["r"].to_list()
@@ -69,7 +71,9 @@ def run(text: str, ctx: RuleContext, frame: pl.DataFrame, *, expect_bool: bool =
         ("null == null", [True, True, True, True]),
     ],
 )
-def test_boolean_rules(ctx: RuleContext, frame: pl.DataFrame, text: str, expected: list[bool]) -> None:
+def test_boolean_rules(
+    ctx: RuleContext, frame: pl.DataFrame, text: str, expected: list[bool]
+) -> None:
     assert run(text, ctx, frame) == expected
 
 
@@ -88,7 +92,9 @@ def test_boolean_rules(ctx: RuleContext, frame: pl.DataFrame, text: str, expecte
         ("flag or null", [True, None, None, True]),
     ],
 )
-def test_value_expressions(ctx: RuleContext, frame: pl.DataFrame, text: str, expected: list[object]) -> None:
+def test_value_expressions(
+    ctx: RuleContext, frame: pl.DataFrame, text: str, expected: list[object]
+) -> None:
     assert run(text, ctx, frame, expect_bool=False) == expected
 
 
@@ -98,7 +104,10 @@ def test_reads_are_recorded_in_order(ctx: RuleContext) -> None:
         " and card.avg(1m) > 0 and shop_id not in blocked_shops and title != ''",
         ctx,
     )
-    assert compiled.features == (FeatureRef("card", "avg", 60_000), FeatureRef("card", "count", 60_000))
+    assert compiled.features == (
+        FeatureRef("card", "avg", 60_000),
+        FeatureRef("card", "count", 60_000),
+    )
     assert [f.name for f in compiled.features] == ["card.avg(1m)", "card.count(1m)"]
     assert compiled.fields == ("title", "shop_id")
     assert compiled.lists == ("risky_words", "blocked_shops")
@@ -112,12 +121,16 @@ def test_feature_name_is_canonical() -> None:
 
 def test_count_is_always_available() -> None:
     ctx = RuleContext(fields={}, metrics={"m": frozenset({"distinct"})}, lists={})
-    assert compile_expression("m.count(5m) > 1", ctx).features == (FeatureRef("m", "count", 300_000),)
+    assert compile_expression("m.count(5m) > 1", ctx).features == (
+        FeatureRef("m", "count", 300_000),
+    )
 
 
 def test_undeclared_fields_cast_by_context() -> None:
     ctx = RuleContext(fields=None)
-    frame = pl.DataFrame({"x": ["5", "0", None, "abc"], "y": [1, 2, 3, 4], "z": [True, True, False, None]})
+    frame = pl.DataFrame(
+        {"x": ["5", "0", None, "abc"], "y": [1, 2, 3, 4], "z": [True, True, False, None]}
+    )
     compiled = compile_expression("x > 1 and y < 4.5 and z", ctx)
     assert frame.select(compiled.expr(LISTS))["x"].to_list() == [True, False, False, False]
     compiled = compile_expression("y == x or y == 4", ctx)  # two undeclared fields: as text
@@ -129,7 +142,12 @@ def test_undeclared_fields_cast_by_context() -> None:
 def test_null_typed_columns_work(ctx: RuleContext) -> None:
     """A field missing from the batch arrives as an all-null column of dtype Null."""
     frame = pl.DataFrame({"title": [None, None], "amount": [None, None], "n": [None, None]})
-    for text in ["contains_any(title, risky_words)", "amount > 1", "n in [1]", "lower(title) == 'x'"]:
+    for text in [
+        "contains_any(title, risky_words)",
+        "amount > 1",
+        "n in [1]",
+        "lower(title) == 'x'",
+    ]:
         compiled = compile_expression(text, ctx)
         assert frame.select(compiled.expr(LISTS).alias("r"))["r"].to_list() == [False, False]
 
@@ -149,7 +167,9 @@ def test_large_batch_is_vectorized(ctx: RuleContext) -> None:
             "card.count(1m)": pl.int_range(rows, eager=True) % 20,
         }
     )
-    compiled = compile_expression("card.count(1m) >= 10 and status == 'failed' and amount / 2 > 10", ctx)
+    compiled = compile_expression(
+        "card.count(1m) >= 10 and status == 'failed' and amount / 2 > 10", ctx
+    )
     result = frame.select(compiled.expr(LISTS).alias("r"))["r"]
     assert result.len() == rows
     assert result.sum() == rows // 4 - 5

@@ -8,7 +8,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from riskstream.rules import ListLoadError, ListRegistry, ListValues, RuleContext, compile_expression
+from riskstream.rules import (
+    ListLoadError,
+    ListRegistry,
+    ListValues,
+    RuleContext,
+    compile_expression,
+)
 
 
 def write(path: Path, text: str, *, mtime_ns: int | None = None) -> None:

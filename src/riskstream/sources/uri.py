@@ -60,7 +60,9 @@ def build_source(
     if src.kind == "generator":
         from riskstream.sources.generator import GeneratorSource
 
-        return GeneratorSource(events=src.events or 100_000, seed=src.seed)
+        if "uri" in src.options:
+            return GeneratorSource.from_uri(src.options["uri"], until_end=until_end)
+        return GeneratorSource(events=src.events or 100_000, seed=src.seed, until_end=until_end)
     from riskstream.sources.kafka import KafkaSource
 
     source: Source = KafkaSource(spec, src, until_end=until_end, **kafka_options)  # type: ignore[arg-type]

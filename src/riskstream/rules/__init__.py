@@ -21,19 +21,23 @@ Semantics (the integrator must know)
   false (``fill_null(False)``), so a rule on a missing field simply does not fire.
   ``x == null`` / ``x != null`` are null tests (same as ``is_null(x)`` / ``not is_null(x)``).
 * Arithmetic is Float64; ``x / 0`` and NaN results are null; NaN in float columns is read as null.
+  (Polars divides a column by a constant as ``x * (1/c)``: may differ from ``x / c`` by 1 ulp.)
 * Declared fields are cast (non-strict) to their type: float->Float64, int->Int64, str->String,
   bool->Boolean, so a null-filled (dtype Null) column is fine. ``any`` fields (``ctx.fields is None``
-  or declared ``any``) are cast to what their context needs (number, string, boolean).
+  or declared ``any``) are cast to what their context needs (number, string, boolean); two
+  ``any`` fields compare as text for ``==``/``!=`` and as numbers for ``< <= > >=``.
 * Feature columns are read as Float64 from the column named ``FeatureRef.name`` (``card.count(1m)``).
 * Named lists hold strings; ``in`` is exact and case-sensitive; ``contains_any`` lower-cases and
   treats every run of non-word characters as a word break (``_`` is a word character).
-* The polars expression has no fixed output name: ``alias`` it. Call ``expr(lists)`` again after
+* ``expr(lists)`` always yields one value per row (constants are broadcast), usable in
+  ``select``/``with_columns``/``filter``; it has no fixed output name: ``alias`` it. Call it again after
   ``ListRegistry.refresh()`` reports a change (or simply per batch: it is cheap).
 
 Public API
 ----------
 ``compile_expression(text, ctx, *, allow_features=True, expect_bool=True) -> CompiledExpr``
-(raises :class:`ExpressionError` with ``col`` and ``message``), :class:`FeatureRef`,
+(raises :class:`ExpressionError` with ``col``, the 1-based character offset in ``text``, and
+``message``), :class:`FeatureRef`,
 :class:`RuleContext`, :class:`CompiledExpr`, :class:`ListValues`, :class:`ListRegistry`,
 :class:`ListLoadError`, ``STATS``.
 """

@@ -105,6 +105,13 @@ class EmbeddedRunner:
         self.lock = threading.RLock()
         self._api_cases: list[Case] = []
         self._spec_mtime = spec_path.stat().st_mtime_ns if spec_path else 0
+        # Pending since the last checkpoint; on ``self`` so a source can force a checkpoint
+        # from inside ``read_batch`` (Kafka: before a rebalance gives partitions away).
+        self._cases: list[Case] = []
+        self._quarantined: list[Any] = []
+        self._since_events = 0
+        self._dirty = False
+        self._last_cp = time.monotonic()
 
     def request_stop(self, *_: object) -> None:
         """Finish the current batch, checkpoint and stop (SIGTERM/SIGINT)."""
@@ -117,6 +124,7 @@ class EmbeddedRunner:
         with DataDirLock(self.data_dir):
             store = Store(self.data_dir)
             self._recover(store)
+            self._attach_source_hooks()
             try:
                 self._loop(store)
             finally:
@@ -151,6 +159,29 @@ class EmbeddedRunner:
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
+    def _attach_source_hooks(self) -> None:
+        """Sources that rebalance (Kafka) get a forced checkpoint and a state reload to call."""
+        for setter_name, fn in (
+            ("set_checkpoint_callback", self.checkpoint_now),
+            ("set_reload_callback", self.reload_state),
+        ):
+            setter = getattr(self.source, setter_name, None)
+            if callable(setter):
+                setter(fn)
+
+    def checkpoint_now(self) -> None:
+        """Checkpoint the pending state now (the Kafka source calls it before giving up partitions)."""
+        with self.lock:
+            if self._dirty or self._cases or self._quarantined:
+                self._checkpoint_pending(self._store)
+
+    def reload_state(self) -> None:
+        """Checkpoint, then reload the pipeline state from the store (new partitions assigned)."""
+        with self.lock:
+            self.checkpoint_now()
+            self._restore_state(self._store, self._store.meta())
+            self.log("reloaded pipeline state from the store after a partition assignment")
+
     # ---- recovery ----------------------------------------------------------------------
 
     def _recover(self, store: Store) -> None:
@@ -163,6 +194,20 @@ class EmbeddedRunner:
             self.source.seek(positions)
             self.log(f"resuming {self.source.name} at {positions}")
         self.positions = dict(positions)
+        self._restore_state(store, meta)
+        marks = store.sink_marks()
+        self.sinks = self._make_sinks(marks)
+        for sink in self.sinks:
+            mark = max(marks.get(sink.name, 0), sink.delivered_seq())
+            backlog = store.cases_after(mark)
+            if backlog:
+                self.log(f"re-delivering {len(backlog)} cases to {sink.name}")
+                sink.deliver(backlog)
+        self._store = store
+        self._last_compact = time.monotonic()
+
+    def _restore_state(self, store: Store, meta: dict[str, str]) -> None:
+        """Watermark, feature tails, throttles and distinct values from the store into the pipeline."""
         tails: dict[tuple[str, str], pl.DataFrame] = {}
         wm = int(meta["watermark"]) if "watermark" in meta else None
         if wm is not None:
@@ -195,27 +240,13 @@ class EmbeddedRunner:
                     [metric, tier, max(cutoff, avail[tier])],
                 )
         self.pipeline.restore(meta, tails, throttles, values)
-        marks = store.sink_marks()
-        self.sinks = self._make_sinks(marks)
-        for sink in self.sinks:
-            mark = max(marks.get(sink.name, 0), sink.delivered_seq())
-            backlog = store.cases_after(mark)
-            if backlog:
-                self.log(f"re-delivering {len(backlog)} cases to {sink.name}")
-                sink.deliver(backlog)
-        self._store = store
-        self._last_compact = time.monotonic()
 
     # ---- the loop ----------------------------------------------------------------------
 
     def _loop(self, store: Store) -> None:
         every_s = parse_duration(self.spec.checkpoint.every) / 1000
         every_events = self.spec.checkpoint.events
-        cases: list[Case] = []
-        quarantined: list[Any] = []
-        since_events = 0
-        last_cp = time.monotonic()
-        dirty = False
+        self._last_cp = time.monotonic()
         while not self._stop:
             self._maybe_reload()
             batch = self.source.read_batch(self.spec.batch_size, timeout_s=0.2)
@@ -230,31 +261,29 @@ class EmbeddedRunner:
                 self.stats.events += outcome.events
                 for q in outcome.quarantined:
                     self.stats.quarantined[q.code] += 1
-                quarantined.extend(outcome.quarantined)
-                cases.extend(outcome.cases)
+                self._quarantined.extend(outcome.quarantined)
+                self._cases.extend(outcome.cases)
                 for c in outcome.cases:
                     self.stats.cases_by_rule[c.rule] += 1
                 self.stats.cases += len(outcome.cases)
-                since_events += len(batch.lines)
-                dirty = True
+                self._since_events += len(batch.lines)
+                self._dirty = True
             if batch.resume:
                 self.positions.update(batch.resume)
-                dirty = True
+                self._dirty = True
             lag = getattr(self.source, "lag", None)
             if callable(lag):
                 self.stats.lag = lag()
-            cases.extend(self.take_api_cases())
-            if (dirty or cases) and (
-                since_events >= every_events or time.monotonic() - last_cp >= every_s
+            self._cases.extend(self.take_api_cases())
+            if (self._dirty or self._cases) and (
+                self._since_events >= every_events or time.monotonic() - self._last_cp >= every_s
             ):
                 with self.lock:
-                    self._checkpoint(store, cases, quarantined)
-                cases, quarantined, since_events, dirty = [], [], 0, False
-                last_cp = time.monotonic()
+                    self._checkpoint_pending(store)
             if self.on_batch:
                 self.on_batch(self.stats)
-        if dirty or cases or quarantined:
-            self._checkpoint(store, cases, quarantined)
+        if self._dirty or self._cases or self._quarantined:
+            self._checkpoint_pending(store)
         for sink in self.sinks:
             if not sink.flush(timeout_s=self.final_flush_s):
                 self.log(
@@ -266,6 +295,14 @@ class EmbeddedRunner:
         if self.on_batch:
             self.on_batch(self.stats)
 
+    def _checkpoint_pending(self, store: Store) -> None:
+        """Checkpoint what is pending on ``self`` and start a new pending set."""
+        cases, quarantined = self._cases, self._quarantined
+        self._cases, self._quarantined = [], []
+        self._checkpoint(store, cases, quarantined)
+        self._since_events, self._dirty = 0, False
+        self._last_cp = time.monotonic()
+
     def _checkpoint(self, store: Store, cases: list[Case], quarantined: list[Any]) -> None:
         t0 = time.perf_counter()
         qbytes = self.quarantine.append(quarantined)
@@ -275,6 +312,14 @@ class EmbeddedRunner:
             sink.flush(0)  # moves durable marks forward without waiting for slow deliveries
         cp.sink_marks = {s.name: s.delivered_seq() for s in self.sinks}
         store.write_checkpoint(cp)
+        # The store holds these positions now: a source may commit them (Kafka consumer
+        # offsets, for lag tools) and forward the committed quarantine (dead-letter topic).
+        hook = getattr(self.source, "after_checkpoint", None)
+        if callable(hook):
+            hook(dict(self.positions))
+        dead_letter = getattr(self.source, "dead_letter", None)
+        if quarantined and callable(dead_letter):
+            dead_letter(quarantined)
         for sink in self.sinks:
             if cases:
                 sink.deliver(cases)

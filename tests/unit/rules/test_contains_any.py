@@ -6,6 +6,7 @@ import random
 import re
 import string
 import time
+from collections.abc import Sequence
 
 import polars as pl
 import pytest
@@ -16,7 +17,7 @@ from riskstream.rules.lists import normalize_keywords
 CTX = RuleContext(fields={"title": "str"}, lists={"words": "str"})
 
 
-def matches(keywords: list[str], texts: list[str | None]) -> list[bool]:
+def matches(keywords: list[str], texts: Sequence[str | None]) -> list[bool]:
     """Evaluate ``contains_any(title, words)`` with ``keywords`` over ``texts``."""
     compiled = compile_expression("contains_any(title, words)", CTX)
     frame = pl.DataFrame({"title": pl.Series(texts, dtype=pl.String)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -85,7 +86,7 @@ def test_vanished_file_keeps_old_values(tmp_path: Path, caplog: pytest.LogCaptur
     assert "cannot reload" in caplog.text
     write(path, "c\n")
     assert registry.refresh() == ["w"]
-    assert registry["w"].values == ("c",)
+    assert registry["w"].values == tuple("c")
 
 
 def test_name_defined_twice(tmp_path: Path) -> None:
@@ -99,3 +100,30 @@ def test_list_values_is_a_plain_snapshot() -> None:
     assert values["a"].values == ("x",)
     assert values.types() == {"a": "str"}
     assert not isinstance(values, ListRegistry)
+
+
+def test_keywords_prepared_once_per_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import riskstream.rules.lists as lists_module
+
+    calls: list[int] = []
+    original = lists_module.normalize_keywords
+
+    def counting(keywords: Iterable[str]) -> pl.Series:
+        calls.append(1)
+        return original(keywords)
+
+    monkeypatch.setattr(lists_module, "normalize_keywords", counting)
+    path = tmp_path / "w.txt"
+    write(path, "hair extensions\n", mtime_ns=1_000_000_000)
+    registry = ListRegistry(files={"w": path})
+    compiled = compile_expression(
+        "contains_any(t, w) or t in w", RuleContext(fields={"t": "str"}, lists={"w": "str"})
+    )
+    frame = pl.DataFrame({"t": ["Hair extensions!", "no"]})
+    for _ in range(5):  # five batches
+        assert frame.select(compiled.expr(registry).alias("r"))["r"].to_list() == [True, False]
+    assert len(calls) == 1
+    write(path, "no\n", mtime_ns=2_000_000_000)
+    registry.refresh()
+    assert frame.select(compiled.expr(registry).alias("r"))["r"].to_list() == [False, True]
+    assert len(calls) == 2

@@ -1,0 +1,182 @@
+"""The FastAPI application: routes, auth, errors as ``{"error": "one line"}``, the web UI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from riskstream import __version__
+from riskstream.api import cases, decide, ruleinfo, timeseries
+from riskstream.api.auth import Principal, require
+from riskstream.api.context import ApiContext, runner_state
+from riskstream.api.metrics import CONTENT_TYPE, ApiMetrics
+from riskstream.api.models import Health, PipelineInfo
+from riskstream.errors import StoreError
+
+STATIC = Path(__file__).with_name("static")
+
+_DESCRIPTION = """\
+HTTP API of a riskstream pipeline: synchronous decisions, the case queue, metric
+queries, rules, health and Prometheus metrics.
+
+Send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Scopes:
+`read` (cases, metrics, rules, this document), `decide` (`POST /v1/decide`),
+`analyst` (decisions on cases), `sensitive` (unmasked sensitive event fields).
+Errors are `{"error": "one line"}`. Times: epoch milliseconds or ISO-8601; ranges are `[from, to)`.
+"""
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    """The API over ``ctx`` (no server: see :func:`riskstream.api.server.start_background`)."""
+    metrics = ApiMetrics(ctx)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics.start()
+        try:
+            yield
+        finally:
+            metrics.stop()
+
+    app = FastAPI(
+        title="riskstream",
+        version=__version__,
+        description=_DESCRIPTION,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.state.metrics = metrics
+    app.state.observe_decide = metrics.observe_decide
+    _errors(app, ctx)
+    for module in (decide, cases, timeseries, ruleinfo):
+        app.include_router(module.router)
+    _operations(app, ctx, metrics)
+    _ui(app)
+    return app
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    line = " ".join(str(message).split()) or "error"
+    return JSONResponse({"error": line}, status_code=status, headers=headers)
+
+
+def _errors(app: FastAPI, ctx: ApiContext) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        ctx.log(f"API error on {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+        return _error(500, "internal error (see the server log)")
+
+
+def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        response_model_exclude_none=True,
+        tags=["operations"],
+        summary="Liveness (always 200)",
+    )
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        tags=["operations"],
+        responses={503: {"model": Health}},
+        summary="Readiness: the store opens and the runner (if any) is running",
+    )
+    def readyz() -> Any:
+        state = runner_state(ctx.runner)
+        if state == "starting":
+            return JSONResponse(
+                {"status": "unavailable", "runner": state, "detail": "runner starting"},
+                status_code=503,
+            )
+        try:
+            with ctx.db() as con:
+                con.execute("SELECT 1").fetchone()
+        except (StoreError, StarletteHTTPException) as exc:
+            return JSONResponse(
+                {"status": "unavailable", "runner": state, "detail": str(exc)}, status_code=503
+            )
+        if state not in ("none", "running"):
+            return JSONResponse(
+                {"status": "unavailable", "runner": state, "detail": f"runner {state}"},
+                status_code=503,
+            )
+        return {"status": "ready", "runner": state}
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    )
+    def prometheus(_who: Principal = Depends(require("read"))) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/pipeline", response_model=PipelineInfo, tags=["operations"], summary="The pipeline")
+    def pipeline(_who: Principal = Depends(require("read"))) -> dict[str, Any]:
+        spec = ctx.live_spec()
+        watermark = ctx.runner.pipeline.watermark if ctx.runner is not None else None
+        if watermark is None:
+            with ctx.db() as con:
+                row = con.execute("SELECT v FROM meta WHERE k = 'watermark'").fetchone()
+            watermark = int(row[0]) if row else None
+        return {
+            "name": spec.name,
+            "tiers": list(spec.tiers),
+            "retention": {t: spec.retention[t] for t in spec.tiers if t in spec.retention},
+            "metrics": {n: m.model_dump(include={"dimension", "value", "stats"}) for n, m in spec.metrics.items()},
+            "rules": list(spec.rules),
+            "sensitive": list(spec.event.sensitive),
+            "watermark": watermark,
+            "runner": runner_state(ctx.runner),
+        }
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_who: Principal = Depends(require("read"))) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+
+_UI_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _ui(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=_UI_HEADERS)

@@ -1,0 +1,168 @@
+"""API keys, scopes and masking of sensitive event fields.
+
+Keys come from ``RISKSTREAM_API_KEYS`` (``key1=read+decide,key2=read``) and/or the file
+named by ``RISKSTREAM_API_KEYS_FILE`` (one ``key=scopes`` per line, ``#`` comments).
+Clients send ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+With no key configured the API is *open* (every scope except ``sensitive``), and the
+server refuses to listen on anything but loopback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from riskstream.errors import UsageError
+
+#: read: cases, metrics, rules; decide: POST /v1/decide; analyst: post decisions;
+#: sensitive: see unmasked sensitive event fields.
+SCOPES: frozenset[str] = frozenset({"read", "decide", "analyst", "sensitive"})
+OPEN_SCOPES: frozenset[str] = SCOPES - {"sensitive"}
+
+ENV_KEYS = "RISKSTREAM_API_KEYS"
+ENV_KEYS_FILE = "RISKSTREAM_API_KEYS_FILE"
+
+
+class KeyConfigError(UsageError):
+    """The key configuration is malformed (one line, never echoes a key)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key label (never the key itself) and its scopes."""
+
+    label: str
+    scopes: frozenset[str]
+
+    @property
+    def sensitive(self) -> bool:
+        """Whether sensitive fields are shown unmasked."""
+        return "sensitive" in self.scopes
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Configured keys; empty means the API is open (loopback only)."""
+
+    keys: tuple[tuple[bytes, frozenset[str]], ...] = field(default=())
+
+    @property
+    def open(self) -> bool:
+        """True when no key is configured."""
+        return not self.keys
+
+    @classmethod
+    def parse(cls, inline: str | None = None, lines: Iterable[str] = ()) -> KeyRing:
+        """Keys from ``key=s1+s2,key2=s1`` text and ``key=scopes`` lines."""
+        entries: dict[str, frozenset[str]] = {}
+        items = [p for p in (inline or "").split(",") if p.strip()]
+        items += [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        for n, item in enumerate(items, 1):
+            key, sep, scopes = item.strip().partition("=")
+            key = key.strip()
+            wanted = frozenset(s.strip() for s in scopes.split("+") if s.strip())
+            if not sep or not key or not wanted:
+                raise KeyConfigError(f"API key entry {n}: expected key=scope1+scope2")
+            unknown = sorted(wanted - SCOPES)
+            if unknown:
+                raise KeyConfigError(
+                    f"API key entry {n}: unknown scope {unknown[0]!r} (scopes: {', '.join(sorted(SCOPES))})"
+                )
+            entries[key] = entries.get(key, frozenset()) | wanted
+        return cls(tuple((k.encode(), s) for k, s in entries.items()))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> KeyRing:
+        """Keys from ``RISKSTREAM_API_KEYS`` and ``RISKSTREAM_API_KEYS_FILE``."""
+        env = os.environ if environ is None else environ
+        lines: list[str] = []
+        path = env.get(ENV_KEYS_FILE)
+        if path:
+            try:
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise KeyConfigError(
+                    f"cannot read {ENV_KEYS_FILE} {path!r}: {exc.strerror}"
+                ) from None
+        return cls.parse(env.get(ENV_KEYS), lines)
+
+    def lookup(self, token: str | None) -> Principal | None:
+        """The principal of ``token``; every key is compared in constant time."""
+        if self.open:
+            return Principal("open", OPEN_SCOPES)
+        if not token:
+            return None
+        given = token.encode()
+        found: Principal | None = None
+        for i, (key, scopes) in enumerate(self.keys):
+            if hmac.compare_digest(key, given):
+                found = Principal(f"key{i + 1}", scopes)
+        return found
+
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
+
+
+def token_of(request: Request) -> str | None:
+    """The key sent with ``request`` (Bearer or X-API-Key)."""
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, cred = auth.partition(" ")
+        if scheme.lower() == "bearer" and cred.strip():
+            return cred.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def authorize(ring: KeyRing, token: str | None, scope: str) -> Principal:
+    """The caller, or 401 (no or unknown key) / 403 (scope missing)."""
+    who = ring.lookup(token)
+    if who is None:
+        msg = "missing API key" if not token else "unknown API key"
+        raise HTTPException(401, msg, headers={"WWW-Authenticate": "Bearer"})
+    if scope not in who.scopes:
+        raise HTTPException(403, f"this API key lacks the {scope!r} scope")
+    return who
+
+
+def require(scope: str) -> Callable[..., Principal]:
+    """A FastAPI dependency enforcing ``scope`` (also declares both schemes in OpenAPI)."""
+
+    def dependency(
+        request: Request,
+        _b: HTTPAuthorizationCredentials | None = Security(_bearer),
+        _k: str | None = Security(_header),
+    ) -> Principal:
+        return authorize(request.app.state.ctx.keys, token_of(request), scope)
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+def mask(value: Any) -> Any:
+    """``4111111111111234`` -> ``************1234``; short values are masked entirely."""
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) <= 4:
+        return "*" * len(text)
+    return "*" * (len(text) - 4) + text[-4:]
+
+
+def masked(event: Mapping[str, Any], sensitive: Iterable[str], who: Principal) -> dict[str, Any]:
+    """A copy of ``event`` with sensitive fields masked unless ``who`` may see them."""
+    out = dict(event)
+    if who.sensitive:
+        return out
+    for name in sensitive:
+        if name in out:
+            out[name] = mask(out[name])
+    return out

@@ -1,0 +1,156 @@
+"""Run the API with uvicorn in a daemon thread next to the engine.
+
+``start_background(spec, data_dir, runner, port=8080, log=print)`` returns a
+:class:`ServerHandle` (``.url``, ``.port``, ``.stop()``, ``.wait()``). Port 0 picks a
+free port. Without API keys (``RISKSTREAM_API_KEYS`` / ``RISKSTREAM_API_KEYS_FILE``) the
+API is open and only a loopback address may be bound.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from riskstream.api.app import create_app
+from riskstream.api.auth import KeyRing
+from riskstream.api.context import ApiContext
+from riskstream.errors import UsageError
+from riskstream.spec.model import PipelineSpec
+from riskstream.store.duck import Store
+
+if TYPE_CHECKING:
+    from riskstream.runners.embedded import EmbeddedRunner
+
+
+class ServerHandle:
+    """A running API server."""
+
+    def __init__(
+        self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int
+    ) -> None:
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8080``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop accepting, finish open requests, join the thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout_s)
+
+    def wait(self) -> None:
+        """Block until Ctrl-C / SIGTERM (or the server stops), then stop it."""
+        stop = threading.Event()
+        previous: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+
+            def handler(signum: int, frame: FrameType | None) -> None:
+                stop.set()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        try:
+            while not stop.wait(0.2) and self._thread.is_alive():
+                pass
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            self.stop()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_context(
+    ctx: ApiContext,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> ServerHandle:
+    """Serve ``ctx`` in a daemon thread; returns once the socket is listening."""
+    say = log or ctx.log
+    if ctx.keys.open:
+        if not is_loopback(host):
+            raise UsageError(
+                f"refusing to serve the API on {host} without API keys (set RISKSTREAM_API_KEYS)"
+            )
+        say("API keys are not configured: the API is open to local clients (loopback only)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+    # says TCP; without it responses (headers, then body) wait ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    actual = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        create_app(ctx),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        backlog=2048,
+        timeout_keep_alive=30,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="riskstream-api", daemon=True
+    )
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.01)
+    if not server.started:
+        raise UsageError(f"the API server on {host}:{actual} failed to start")
+    handle = ServerHandle(server, thread, host, actual)
+    say(f"API and web UI on {handle.url}/")
+    return handle
+
+
+def start_background(
+    spec: PipelineSpec,
+    data_dir: Path,
+    runner: EmbeddedRunner | None,
+    *,
+    port: int,
+    log: Callable[[str], None],
+    host: str = "127.0.0.1",
+    keys: KeyRing | None = None,
+) -> ServerHandle:
+    """Serve the API for ``spec``/``data_dir`` (and the live ``runner``, if any) on ``host:port``.
+
+    Keys default to the environment (``RISKSTREAM_API_KEYS``, ``RISKSTREAM_API_KEYS_FILE``).
+    Without a runner the store must already exist.
+    """
+    ring = keys if keys is not None else KeyRing.from_env()
+    directory = runner.data_dir if runner is not None else Path(data_dir)
+    if runner is None:
+        Store(directory, read_only=True)  # refuses (StoreError) when there is no store yet
+    store = Store(directory)
+    ctx = ApiContext(spec=spec, data_dir=directory, store=store, runner=runner, keys=ring, log=log)
+    return serve_context(ctx, host=host, port=port, log=log)

@@ -55,7 +55,13 @@ sinks:
   - {{kind: file, path: {cases}}}
 """
 
-BAD_LINES = [b"this is not json", b"[1,2]", b'{"event_id":"q","amount":1}', b'{"ts":"noon","event_id":"q"}', b'{"ts":1767600000000,"amount":"x"}']
+BAD_LINES = [
+    b"this is not json",
+    b"[1,2]",
+    b'{"event_id":"q","amount":1}',
+    b'{"ts":"noon","event_id":"q"}',
+    b'{"ts":1767600000000,"amount":"x"}',
+]
 
 
 def _prepare(tmp: Path, n: int) -> tuple[Path, list[dict[str, Any]], list[bytes]]:
@@ -82,9 +88,24 @@ def _spec(tmp: Path, name: str) -> Path:
 def _run_with_kills(spec: Path, events: Path, data: Path, kills: int, rnd: random.Random) -> int:
     """Run to the end, SIGKILLing the engine ``kills`` times at random moments; returns kills done."""
     done = 0
-    cmd = [sys.executable, "-m", "riskstream.cli", "run", "-c", str(spec), "--source", f"file:{events}", "--data-dir", str(data), "--until-end", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "riskstream.cli",
+        "run",
+        "-c",
+        str(spec),
+        "--source",
+        f"file:{events}",
+        "--data-dir",
+        str(data),
+        "--until-end",
+        "-q",
+    ]
     while True:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ}
+        )
         if done < kills:
             time.sleep(rnd.uniform(1.2, 3.0))  # imports take ~1 s; then somewhere mid-run
             if proc.poll() is None:
@@ -103,7 +124,17 @@ def crashed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path, events, bad = _prepare(tmp, 150_000)
     rnd = random.Random(int(os.environ.get("CRASH_SEED", "5")))
     kills = _run_with_kills(_spec(tmp, "killed"), path, tmp / "killed", kills=7, rnd=rnd)
-    run_cli("run", "-c", str(_spec(tmp, "calm")), "--source", f"file:{path}", "--data-dir", str(tmp / "calm"), "--until-end", "-q")
+    run_cli(
+        "run",
+        "-c",
+        str(_spec(tmp, "calm")),
+        "--source",
+        f"file:{path}",
+        "--data-dir",
+        str(tmp / "calm"),
+        "--until-end",
+        "-q",
+    )
     return {"tmp": tmp, "events": events, "bad": bad, "kills": kills}
 
 
@@ -117,7 +148,9 @@ def test_cases_equal_uninterrupted_run_without_duplicates(crashed: dict[str, Any
     calm = [json.loads(x) for x in (tmp / "calm-cases.jsonl").read_text().splitlines()]
     ids = [c["case_id"] for c in killed]
     assert len(ids) == len(set(ids))
-    assert {(c["rule"], c["event_id"]) for c in killed} == {(c["rule"], c["event_id"]) for c in calm}
+    assert {(c["rule"], c["event_id"]) for c in killed} == {
+        (c["rule"], c["event_id"]) for c in calm
+    }
     burst = {c["event_id"] for c in killed if c["rule"] == "burst"}
     want = set()
     seen: dict[str, list[int]] = {}
@@ -132,7 +165,10 @@ def test_cases_equal_uninterrupted_run_without_duplicates(crashed: dict[str, Any
 
 def test_quarantine_holds_each_bad_line_once(crashed: dict[str, Any]) -> None:
     for name in ("killed", "calm"):
-        rows = [json.loads(x) for x in (crashed["tmp"] / name / "quarantine.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(x)
+            for x in (crashed["tmp"] / name / "quarantine.jsonl").read_text().splitlines()
+        ]
         assert sorted(r["raw"] for r in rows) == sorted(b.decode() for b in crashed["bad"])
 
 
@@ -154,10 +190,15 @@ def test_60_random_queries_equal_brute_force(crashed: dict[str, Any]) -> None:
         eff = answers[0]["effective"]
         field = "card" if metric == "card" else "merchant"
         vals = [
-            float(e["amount"]) for e in events
-            if e[field] == key and eff["from"] <= event_ms(e) < eff["to"] and (metric != "card" or e["status"] == "ok")
+            float(e["amount"])
+            for e in events
+            if e[field] == key
+            and eff["from"] <= event_ms(e) < eff["to"]
+            and (metric != "card" or e["status"] == "ok")
         ]
         for got in answers:
             assert got["count"] == len(vals)
             assert math.isclose(got["sum"], math.fsum(vals), rel_tol=1e-9, abs_tol=1e-6)
-            assert got.get("min") == (min(vals) if vals else None) and got.get("max") == (max(vals) if vals else None)
+            assert got.get("min") == (min(vals) if vals else None) and got.get("max") == (
+                max(vals) if vals else None
+            )

@@ -9,13 +9,14 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from riskstream import __version__
 from riskstream.api import cases, decide, ruleinfo, timeseries
-from riskstream.api.auth import Principal, require
+from riskstream.api.auth import SECURITY_SCHEMES, Principal, require
 from riskstream.api.context import ApiContext, runner_state
 from riskstream.api.metrics import CONTENT_TYPE, ApiMetrics
 from riskstream.api.models import Health, PipelineInfo
@@ -45,6 +46,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
             yield
         finally:
             metrics.stop()
+            worker = getattr(app.state, "decide_worker", None)
+            if worker is not None:
+                worker.stop()
 
     app = FastAPI(
         title="riskstream",
@@ -57,13 +61,39 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.metrics = metrics
-    app.state.observe_decide = metrics.observe_decide
     _errors(app, ctx)
     for module in (decide, cases, timeseries, ruleinfo):
         app.include_router(module.router)
     _operations(app, ctx, metrics)
     _ui(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+_PUBLIC = {"/healthz", "/readyz"}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated document plus the API-key security schemes on every non-public operation."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        doc.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        for path, ops in doc.get("paths", {}).items():
+            for op in ops.values():
+                if path not in _PUBLIC:
+                    op["security"] = [{"bearer": []}, {"apiKey": []}]
+                    op.setdefault("responses", {}).setdefault("401", _AUTH_ERROR)
+                    op["responses"].setdefault("403", _AUTH_ERROR)
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+_AUTH_ERROR = {
+    "description": "Missing or unknown API key (401) or scope missing (403)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -101,7 +131,7 @@ def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
         tags=["operations"],
         summary="Liveness (always 200)",
     )
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         return {"status": "ok"}
 
     @app.get(
@@ -142,7 +172,9 @@ def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
     def prometheus(_who: Principal = Depends(require("read"))) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/pipeline", response_model=PipelineInfo, tags=["operations"], summary="The pipeline")
+    @app.get(
+        "/v1/pipeline", response_model=PipelineInfo, tags=["operations"], summary="The pipeline"
+    )
     def pipeline(_who: Principal = Depends(require("read"))) -> dict[str, Any]:
         spec = ctx.live_spec()
         watermark = ctx.runner.pipeline.watermark if ctx.runner is not None else None
@@ -154,9 +186,14 @@ def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
             "name": spec.name,
             "tiers": list(spec.tiers),
             "retention": {t: spec.retention[t] for t in spec.tiers if t in spec.retention},
-            "metrics": {n: m.model_dump(include={"dimension", "value", "stats"}) for n, m in spec.metrics.items()},
+            "metrics": {
+                n: m.model_dump(include={"dimension", "value", "stats"})
+                for n, m in spec.metrics.items()
+            },
             "rules": list(spec.rules),
             "sensitive": list(spec.event.sensitive),
+            "time_field": spec.event.time,
+            "id_field": spec.event.id,
             "watermark": watermark,
             "runner": runner_state(ctx.runner),
         }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,8 @@ class ApiContext:
     runner: EmbeddedRunner | None = None
     keys: KeyRing = field(default_factory=KeyRing)
     log: Callable[[str], None] = _no_log
+    #: Score concurrent decide requests together (same answers, far higher throughput).
+    decide_batching: bool = True
 
     @property
     def sensitive(self) -> list[str]:
@@ -60,7 +62,9 @@ class ApiContext:
         lock: Any = self.runner.lock if self.runner is not None else _STORE_LOCK
         with lock:
             if runner_state(self.runner) == "starting":
-                raise HTTPException(503, "the engine is starting (recovering from the store); try again shortly")
+                raise HTTPException(
+                    503, "the engine is starting (recovering from the store); try again shortly"
+                )
             yield
 
     @contextmanager

@@ -210,5 +210,7 @@ class PipelineInfo(BaseModel):
     metrics: dict[str, MetricInfo]
     rules: list[str]
     sensitive: list[str]
+    time_field: str
+    id_field: str | None
     watermark: int | None
     runner: str

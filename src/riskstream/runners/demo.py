@@ -102,7 +102,8 @@ def run_demo(
 def _report(console: Console, labels: pl.DataFrame, cases: pl.DataFrame) -> None:
     fraud = labels.filter(pl.col("label") == 1)
     table = Table(
-        title="Detection quality against the generator's labels (events, then cards or shops)", title_justify="left"
+        title="Detection quality against the generator's labels (events, then cards or shops)",
+        title_justify="left",
     )
     for col in (
         "pattern",

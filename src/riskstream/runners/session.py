@@ -62,7 +62,9 @@ def run_pipeline(
 
     def log(msg: str) -> None:
         if not quiet:
-            console.print(f"[dim]riskstream:[/] {msg}", highlight=False)
+            console.print(
+                f"riskstream: {msg}", style="dim", markup=False, highlight=False, soft_wrap=True
+            )
 
     runner = EmbeddedRunner(spec, source, data_dir, sinks, spec_path=config, log=log)
     server = None

@@ -106,7 +106,8 @@ class KafkaCaseSink:
         self._base = client_config(
             brokers, dict(config or {}), prefix="", where=where, error=SinkError
         )
-        self._origin = _origin_id(data_dir).encode()
+        origin, self._fresh = _origin_id(data_dir)
+        self._origin = origin.encode()
         self._dead_letter_path = dead_letter_path or data_dir / "kafka-dead-letter.jsonl"
         conf = quiet_client(dict(self._base), "cases")
         conf = {
@@ -248,13 +249,16 @@ class KafkaCaseSink:
                     raise SinkError(f"{self.name}: {problem}")
                 time.sleep(1.0)
             parts = sorted(info.partitions)
-            ranges: dict[int, tuple[int, int]] = {}
-            for p in parts:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=max(1.0, deadline - time.monotonic())
-                )
-                ranges[p] = (int(low), int(high))
-            tail, hw = _scan_tail(consumer, self.topic, ranges, self._origin, limit, deadline)
+            tail: dict[int, int] = {}
+            hw = 0
+            if not self._fresh:  # a new data dir wrote nothing yet: nothing to look for
+                ranges: dict[int, tuple[int, int]] = {}
+                for p in parts:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(self.topic, p), timeout=max(1.0, deadline - time.monotonic())
+                    )
+                    ranges[p] = (int(low), int(high))
+                tail, hw = _scan_tail(consumer, self.topic, ranges, self._origin, limit, deadline)
         except KafkaException as exc:
             raise SinkError(f"{self.name}: reading the topic back: {exc.args[0].str()}") from None
         finally:
@@ -318,19 +322,20 @@ def _scan_tail(
     return tail, hw
 
 
-def _origin_id(data_dir: Path) -> str:
-    """This data dir's producer identity (created once; it moves with the data dir)."""
+def _origin_id(data_dir: Path) -> tuple[str, bool]:
+    """This data dir's producer identity (created once; it moves with the data dir), and
+    whether it was created just now (then no message of it can be on the topic)."""
     path = data_dir / "kafka-sink.origin"
     with contextlib.suppress(OSError):
         text = path.read_text().strip()
         if text:
-            return text
+            return text, False
     data_dir.mkdir(parents=True, exist_ok=True)
     origin = uuid.uuid4().hex
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(origin + "\n")
     os.replace(tmp, path)
-    return origin
+    return origin, True
 
 
 def murmur2(data: bytes) -> int:

@@ -32,8 +32,8 @@ Replay (``from_ms``/``to_ms``)
 
 from __future__ import annotations
 
-import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -47,6 +47,7 @@ from confluent_kafka import (
 )
 
 from riskstream.errors import SourceError
+from riskstream.sources._kafka_align import Aligner
 from riskstream.sources._kafka_config import (
     PARTITION_EOF,
     UNKNOWN_TOPIC,
@@ -59,12 +60,14 @@ from riskstream.sources._kafka_config import (
     split_part,
 )
 from riskstream.sources._kafka_formats import AvroToJson, TimeFilter
+from riskstream.sources._kafka_offsets import (
+    committed_offsets,
+    replay_bounds,
+    watermarks,
+)
 from riskstream.sources.base import RawBatch
 from riskstream.spec.durations import parse_duration
 from riskstream.spec.model import PipelineSpec, SourceSpec
-
-_META_TIMEOUT_S = 30.0
-_LAG_EVERY_S = 0.5
 
 
 class KafkaSource:
@@ -105,7 +108,9 @@ class KafkaSource:
             dlq_conf = client_config(options.get("dead_letter_brokers") or src.brokers, options)
             self._dlq = DeadLetterProducer(dlq_conf, options["dead_letter_topic"])
 
-        self._next: dict[str, int] = {}  # next offset to read, per partition
+        self._next: dict[str, int] = {}  # next offset to hand to the engine, per partition
+        self._fetched: dict[str, int] = {}  # next offset to fetch (buffered ones are between)
+        self._aligner = Aligner(float(options.get("align_wait_s", "2")))
         self._checkpointed: dict[str, int] = {}  # what the store holds (safe to commit)
         self._committed: dict[str, int] = {}  # last offsets sent to Kafka
         self._assigned: set[str] = set()
@@ -119,8 +124,6 @@ class KafkaSource:
         self._closed = False
         self._on_checkpoint: Callable[[], None] | None = None
         self._on_reload: Callable[[], None] | None = None
-        self._lag: dict[str, int] = {}
-        self._lag_at = 0.0
 
         conf: dict[str, Any] = {
             "group.id": f"riskstream-replay-{uuid.uuid4().hex}" if self.replay else self.group,
@@ -130,6 +133,7 @@ class KafkaSource:
             "enable.partition.eof": True,
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10_000,
+            "fetch.wait.max.ms": 100,  # a paused partition's resume waits for the fetch in flight
             "on_commit": self._commit_done,
         }
         conf.update(base)
@@ -153,49 +157,36 @@ class KafkaSource:
                 self._checkpointed[part] = int(offset)
 
     def read_batch(self, max_events: int, timeout_s: float) -> RawBatch | None:
-        """Up to ``max_events`` messages; an empty batch on timeout; None once past the end offsets."""
+        """Up to ``max_events`` events in timestamp order across partitions; None past the end."""
         if self.replay and not self._ever_assigned:
             self._assign_replay()
         if self.until_end and self._finished():
             return None
+        buffered = sum(map(len, self._aligner.buffers.values()))
+        if buffered >= max_events or (self._assigned and self._paused >= self._assigned):
+            timeout_s = 0.0  # enough is buffered: do not wait for the network
         try:
             msgs: Sequence[Message] = self._consumer.consume(
                 num_messages=max_events, timeout=timeout_s
             )
         except KafkaException as exc:
             raise SourceError(f"kafka source: {exc.args[0].str()}") from None
+        self._buffer(msgs)
+        self._flow_control(max_events)
         lines: list[bytes] = []
         positions: list[str] = []
         received: list[int] = []
         resume: dict[str, int] = {}
-        assigned, nxt, end, names = self._assigned, self._next, self._end, self._names
-        for m in msgs:
-            if m.error() is not None:
-                self._message_error(m)
-                continue
-            topic, partition, offset = m.topic(), m.partition(), m.offset()
-            if topic is None or partition is None or offset is None:
-                continue
-            part = names.get((topic, partition))
-            if part is None:
-                part = names.setdefault((topic, partition), part_name(topic, partition))
-            if part not in assigned:
-                continue  # fetched before the partition was revoked
-            if offset < nxt.get(part, -1):
-                continue  # fetched again after a re-assignment
-            stop = end.get(part)
-            if stop is not None and offset >= stop:
-                # Beyond the end offsets of --until-end / the replay: every offset before the
-                # end was delivered (a transaction marker may sit just before it).
-                nxt[part] = max(nxt.get(part, stop), stop)
-                continue
-            value = m.value()
-            lines.append(value if value is not None else b"")
+        for part, (ts, offset, value) in self._aligner.take(max_events, self._active()):
+            lines.append(value)
             positions.append(f"{part}@{offset}")
-            received.append(m.timestamp()[1])
-            nxt[part] = resume[part] = offset + 1
-        if self.until_end:
-            self._pause_finished()
+            received.append(ts)
+            resume[part] = offset + 1
+        nxt = self._next
+        nxt.update(resume)
+        for part, fetched in self._fetched.items():
+            if fetched > nxt.get(part, -1) and not self._aligner.size(part):
+                nxt[part] = fetched  # offsets without messages (transaction markers, compaction)
         if self._avro is not None and lines:
             lines = self._avro.convert(lines)
         if self._filter is not None and lines:
@@ -205,6 +196,74 @@ class KafkaSource:
                 positions = [positions[i] for i in keep]
                 received = [received[i] for i in keep]
         return RawBatch(lines=lines, positions=positions, resume=resume, received_ms=received)
+
+    def _buffer(self, msgs: Sequence[Message]) -> None:
+        """Fetched messages into the per-partition buffers (dropping stale and out-of-range ones)."""
+        assigned, fetched, end, names = self._assigned, self._fetched, self._end, self._names
+        aligner = self._aligner
+        buffers = aligner.buffers
+        latest: dict[str, int] = {}  # per partition, the timestamp of its last message here
+        for m in msgs:
+            if m.error() is not None:
+                if part := self._message_error(m):  # end of partition: flush what came before
+                    if part in latest:
+                        aligner.fetched(part, latest.pop(part))
+                    aligner.at_end(part)
+                continue
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            part = names.get((topic, partition))
+            if part is None:
+                part = names.setdefault((topic, partition), part_name(topic, partition))
+            if part not in assigned:
+                continue  # fetched before the partition was revoked
+            if offset < fetched.get(part, -1):
+                continue  # fetched again after a re-assignment
+            stop = end.get(part)
+            if stop is not None and offset >= stop:
+                # Past the end offset of --until-end / the replay: every offset before it
+                # was delivered (a transaction marker may sit just before it).
+                fetched[part] = max(fetched.get(part, stop), stop)
+                continue
+            buf = buffers.get(part)
+            if buf is None:
+                buf = buffers[part] = deque()
+            ts = m.timestamp()[1]
+            buf.append((ts, offset, m.value() or b""))
+            fetched[part] = offset + 1
+            latest[part] = ts
+        for part, ts in latest.items():
+            aligner.fetched(part, ts)
+
+    def _active(self) -> set[str]:
+        """Assigned partitions that still have events to deliver in this run."""
+        return {
+            part
+            for part in self._assigned
+            if (stop := self._end.get(part)) is None or self._next.get(part, -1) < stop
+        }
+
+    def _flow_control(self, max_events: int) -> None:
+        """Pause partitions at their end offsets, and those whose buffer is full (resume later)."""
+        cap = max(5_000, 2 * max_events)
+        pause: list[str] = []
+        resume: list[str] = []
+        for part in self._assigned:
+            stop = self._end.get(part)
+            at_end = stop is not None and self._fetched.get(part, -1) >= stop
+            full = self._aligner.size(part) >= cap
+            want = at_end or full
+            if want and part not in self._paused:
+                pause.append(part)
+            elif part in self._paused and not at_end and self._aligner.size(part) < cap // 2:
+                resume.append(part)
+        if pause:
+            self._consumer.pause([TopicPartition(*split_part(p)) for p in pause])
+            self._paused.update(pause)
+        if resume:
+            self._consumer.resume([TopicPartition(*split_part(p)) for p in resume])
+            self._paused.difference_update(resume)
 
     def close(self) -> None:
         """Commit the stored positions, leave the group (prompt rebalance), flush the dead letters."""
@@ -246,11 +305,7 @@ class KafkaSource:
             self._dlq.send(records)
 
     def lag(self) -> dict[str, int]:
-        """Per assigned partition: high watermark - next offset to read (refreshed every 0.5 s)."""
-        now = time.monotonic()
-        if now - self._lag_at < _LAG_EVERY_S:
-            return self._lag
-        self._lag_at = now
+        """Per assigned partition: high watermark (as last fetched) - next offset to deliver."""
         lag: dict[str, int] = {}
         for part in sorted(self._assigned):
             nxt = self._next.get(part)
@@ -265,43 +320,50 @@ class KafkaSource:
                 continue
             if high is not None and high >= 0:
                 lag[part] = max(0, high - nxt)
-        self._lag = lag
         return lag
 
     # ---- rebalance callbacks (run inside consume(), on the runner's thread) ----------------
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._rebalancing = False
+        before, self._before = self._before, set()
+        first = not self._ever_assigned
+        self._ever_assigned = True
         if not partitions:
-            self._before = set()
-            self._ever_assigned = True
             return
-        committed = self._committed_offsets(partitions)
+        committed = committed_offsets(consumer, partitions)
         targets: list[TopicPartition] = []
+        names: set[str] = set()
         for tp in partitions:
             part = part_name(tp.topic, tp.partition)
+            names.add(part)
             self._seen_topics.add(tp.topic)
             known = [o for o in (self._next.get(part), committed.get(part)) if o is not None]
             start = max(known) if known else None
-            if start is not None:
-                self._next[part] = start
+            self._start(part, start)
             if self.until_end and part not in self._end:
-                self._end[part] = self._watermarks(tp.topic, tp.partition)[1]
+                self._end[part] = watermarks(consumer, tp.topic, tp.partition)[1]
             targets.append(
                 TopicPartition(tp.topic, tp.partition, OFFSET_INVALID if start is None else start)
             )
-        names = {part_name(tp.topic, tp.partition) for tp in partitions}
-        new = names - self._assigned - self._before
-        self._before = set()
+        new = names - self._assigned - before
         self._assigned |= names
         if self._cooperative:
             consumer.incremental_assign(targets)
         else:  # eager: the callback always carries the whole new assignment
             consumer.assign(targets)
         log.info("kafka source: assigned %s", ", ".join(sorted(names)))
-        if self._ever_assigned and new and self._on_reload is not None:
+        if not first and new and self._on_reload is not None:
             self._on_reload()
-        self._ever_assigned = True
+
+    def _start(self, part: str, offset: int | None) -> None:
+        """Reading of ``part`` (re)starts at ``offset`` (None: committed / auto.offset.reset)."""
+        self._aligner.drop([part])
+        self._paused.discard(part)
+        if offset is None:
+            self._fetched.pop(part, None)
+        else:
+            self._next[part] = self._fetched[part] = offset
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         names = {part_name(tp.topic, tp.partition) for tp in partitions}
@@ -325,8 +387,9 @@ class KafkaSource:
     def _give_up(self, names: set[str]) -> None:
         self._assigned -= names
         self._paused -= names
+        self._aligner.drop(names)
         for part in names:
-            self._lag.pop(part, None)
+            self._fetched.pop(part, None)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -359,100 +422,49 @@ class KafkaSource:
                 self._committed.pop(part_name(tp.topic, tp.partition), None)
         log.warning("kafka source: commit failed: %s", err.str() if err else partitions)
 
-    def _committed_offsets(self, partitions: list[TopicPartition]) -> dict[str, int]:
-        query = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        for attempt in range(3):
-            try:
-                got = self._consumer.committed(query, timeout=_META_TIMEOUT_S / 3)
-                return {
-                    part_name(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0
-                }
-            except KafkaException as exc:
-                log.warning("kafka source: reading committed offsets (%d/3): %s", attempt + 1, exc)
-        return {}
-
-    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
-        deadline = time.monotonic() + 3 * _META_TIMEOUT_S
-        while True:
-            try:
-                low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=_META_TIMEOUT_S / 3
-                )
-                return int(low), int(high)
-            except KafkaException as exc:
-                if time.monotonic() > deadline:
-                    raise SourceError(
-                        f"kafka source: cannot read the offsets of {topic}/{partition}: {exc}"
-                    ) from None
-
     def _finished(self) -> bool:
+        """Every assigned partition delivered everything before its end offset (--until-end)."""
         if not self._ever_assigned or self._rebalancing:
             return False
-        for part in self._assigned:
-            stop, nxt = self._end.get(part), self._next.get(part)
-            if stop is None or nxt is None or nxt < stop:
-                return False
-        return True
+        return not self._active()
 
-    def _pause_finished(self) -> None:
-        done = [
-            part
-            for part in self._assigned - self._paused
-            if (stop := self._end.get(part)) is not None and self._next.get(part, -1) >= stop
-        ]
-        if done:
-            self._consumer.pause([TopicPartition(*split_part(p)) for p in done])
-            self._paused.update(done)
-
-    def _message_error(self, m: Message) -> None:
+    def _message_error(self, m: Message) -> str | None:
+        """Handle an error event; returns the partition when it is an end-of-partition event."""
         err = m.error()
         assert err is not None
         code = err.code()
         if code == PARTITION_EOF:
             part = part_name(str(m.topic()), int(m.partition() or 0))
-            if part in self._assigned:
-                at = int(m.offset() or 0)
-                stop = self._end.get(part)
-                if stop is not None:
-                    at = min(at, stop)
-                self._next[part] = max(self._next.get(part, at), at)
-            return
+            if part not in self._assigned:
+                return None
+            at = int(m.offset() or 0)
+            stop = self._end.get(part)
+            if stop is not None:
+                at = min(at, stop)
+            self._fetched[part] = max(self._fetched.get(part, at), at)
+            return part
         if err.fatal():
             raise SourceError(f"kafka source: {err.str()}")
         topic = m.topic()
         if code in (UNKNOWN_TOPIC_OR_PART, UNKNOWN_TOPIC) and topic not in self._seen_topics:
             raise SourceError(f"kafka source: topic {topic!r} does not exist ({err.str()})")
         log.warning("kafka source: %s", err.str())
+        return None
 
     def _assign_replay(self) -> None:
         """Assign every partition of the topics between the offsets bracketing the time range."""
-        try:
-            meta = self._consumer.list_topics(timeout=_META_TIMEOUT_S)
-        except KafkaException as exc:
-            raise SourceError(
-                f"kafka source: cannot reach the brokers: {exc.args[0].str()}"
-            ) from None
-        tps: list[TopicPartition] = []
-        for topic in self.topics:
-            info = meta.topics.get(topic)
-            if info is None or info.error is not None or not info.partitions:
-                raise SourceError(f"kafka source: topic {topic!r} does not exist")
-            tps += [TopicPartition(topic, p) for p in sorted(info.partitions)]
-        marks = {
-            part_name(tp.topic, tp.partition): self._watermarks(tp.topic, tp.partition)
-            for tp in tps
-        }
-        starts = self._offsets_for(tps, self._from_offset_ms, marks, use_high=False)
-        stops = self._offsets_for(tps, self._to_offset_ms, marks, use_high=True)
+        bounds = replay_bounds(
+            self._consumer, self.topics, self._from_offset_ms, self._to_offset_ms
+        )
         targets: list[TopicPartition] = []
-        for tp in tps:
-            part = part_name(tp.topic, tp.partition)
-            start = max(starts[part], self._next.get(part, starts[part]))
-            self._next[part] = start
-            self._end[part] = stops[part]
-            self._seen_topics.add(tp.topic)
-            if start < stops[part]:
-                targets.append(TopicPartition(tp.topic, tp.partition, start))
+        for part, (first, stop) in bounds.items():
+            start = max(first, self._next.get(part, first))  # a crashed replay resumes
+            self._start(part, start)
+            self._end[part] = stop
+            topic, partition = split_part(part)
+            self._seen_topics.add(topic)
+            if start < stop:
+                targets.append(TopicPartition(topic, partition, start))
                 self._assigned.add(part)
         self._consumer.assign(targets)
         self._ever_assigned = True
@@ -460,27 +472,3 @@ class KafkaSource:
             "kafka replay: %s",
             ", ".join(f"{p} [{self._next[p]}, {self._end[p]})" for p in sorted(self._end)),
         )
-
-    def _offsets_for(
-        self,
-        tps: list[TopicPartition],
-        ts: int | None,
-        marks: dict[str, tuple[int, int]],
-        *,
-        use_high: bool,
-    ) -> dict[str, int]:
-        """First offset with a timestamp >= ``ts`` per partition (the end when there is none)."""
-        out = {p: (hi if use_high else lo) for p, (lo, hi) in marks.items()}
-        if ts is None:
-            return out
-        query = [TopicPartition(tp.topic, tp.partition, max(0, ts)) for tp in tps]
-        try:
-            got = self._consumer.offsets_for_times(query, timeout=_META_TIMEOUT_S)
-        except KafkaException as exc:
-            raise SourceError(f"kafka source: offsets_for_times: {exc.args[0].str()}") from None
-        for tp in got:
-            part = part_name(tp.topic, tp.partition)
-            if tp.error is not None:
-                raise SourceError(f"kafka source: offsets_for_times {part}: {tp.error.str()}")
-            out[part] = tp.offset if tp.offset >= 0 else marks[part][1]
-        return out

@@ -35,7 +35,11 @@ KEYS = {
     "admin-key-0004": "read+decide+analyst+sensitive",
 }
 READER, DECIDER, ANALYST, ADMIN = KEYS
-BAD_LINES = [b"{not json", b"[1, 2]", b'{"event_id": "q1", "event_time": 1767571200000, "amount": "abc"}']
+BAD_LINES = [
+    b"{not json",
+    b"[1, 2]",
+    b'{"event_id": "q1", "event_time": 1767571200000, "amount": "abc"}',
+]
 
 SPEC = """\
 name: apitest
@@ -206,7 +210,9 @@ def start_live(root: Path, n: int = 1500, *, seed: int = 7) -> Live:
     spec_path.write_text(SPEC.format(cases=root / "cases.jsonl"))
     spec = load_spec(spec_path)
     source = FileSource(root / "events.jsonl", until_end=False)  # follows the file: stays running
-    runner = EmbeddedRunner(spec, source, data_dir, sink_factory(spec, data_dir), spec_path=spec_path)
+    runner = EmbeddedRunner(
+        spec, source, data_dir, sink_factory(spec, data_dir), spec_path=spec_path
+    )
     keys = KeyRing.parse(",".join(f"{k}={v}" for k, v in KEYS.items()))
     server = start_background(spec, data_dir, runner, port=0, log=lambda m: None, keys=keys)
     thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
@@ -214,9 +220,9 @@ def start_live(root: Path, n: int = 1500, *, seed: int = 7) -> Live:
     live = Live(root, data_dir, events, runner, server, thread, expected_cases(events))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if runner.stats.events >= len(events) and thread.is_alive():
-            if stored_cases(live) >= len(live.cases):
-                return live
+        caught_up = runner.stats.events >= len(events) and thread.is_alive()
+        if caught_up and stored_cases(live) >= len(live.cases):
+            return live
         if not thread.is_alive():
             break
         time.sleep(0.1)

@@ -7,7 +7,14 @@ import pytest
 
 from tests.integration.api._live import ADMIN, ANALYST, DECIDER, READER, T0, Live
 
-READ_PATHS = ["/v1/cases", "/v1/rules", "/v1/pipeline", "/metrics", "/openapi.json", f"/v1/metrics/card/c1?from={T0}&to={T0 + 1000}"]
+READ_PATHS = [
+    "/v1/cases",
+    "/v1/rules",
+    "/v1/pipeline",
+    "/metrics",
+    "/openapi.json",
+    f"/v1/metrics/card/c1?from={T0}&to={T0 + 1000}",
+]
 
 
 @pytest.mark.parametrize("path", READ_PATHS)
@@ -27,7 +34,10 @@ def test_unknown_key_is_401(live: Live) -> None:
 
 def test_both_headers_work(live: Live) -> None:
     assert httpx.get(live.url + "/v1/rules", headers={"X-API-Key": READER}).status_code == 200
-    assert httpx.get(live.url + "/v1/rules", headers={"Authorization": f"Bearer {READER}"}).status_code == 200
+    assert (
+        httpx.get(live.url + "/v1/rules", headers={"Authorization": f"Bearer {READER}"}).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,7 +50,12 @@ def test_both_headers_work(live: Live) -> None:
     ],
 )
 def test_wrong_scope_is_403(live: Live, key: str, method: str, path: str, scope: str) -> None:
-    r = httpx.request(method, live.url + path, headers={"X-API-Key": key}, json={"decision": "note", "analyst": "a"})
+    r = httpx.request(
+        method,
+        live.url + path,
+        headers={"X-API-Key": key},
+        json={"decision": "note", "analyst": "a"},
+    )
     assert r.status_code == 403
     assert r.json() == {"error": f"this API key lacks the {scope!r} scope"}
 
@@ -56,7 +71,11 @@ def test_public_endpoints(live: Live) -> None:
 
 
 def _velocity_case(live: Live, key: str) -> dict[str, object]:
-    page = httpx.get(live.url + "/v1/cases", params={"rule": "card_velocity", "limit": 1}, headers={"X-API-Key": key})
+    page = httpx.get(
+        live.url + "/v1/cases",
+        params={"rule": "card_velocity", "limit": 1},
+        headers={"X-API-Key": key},
+    )
     return dict(page.json()["items"][0])
 
 
@@ -69,7 +88,9 @@ def test_sensitive_fields_are_masked_without_scope(live: Live) -> None:
         real = source["card_number"]
         assert event["card_number"] == "*" * 12 + real[-4:]
         assert event["card_id"] == source["card_id"]  # not sensitive: as is
-        detail = httpx.get(f"{live.url}/v1/cases/{case['case_id']}", headers={"X-API-Key": key}).json()
+        detail = httpx.get(
+            f"{live.url}/v1/cases/{case['case_id']}", headers={"X-API-Key": key}
+        ).json()
         assert detail["event"]["card_number"] == "*" * 12 + real[-4:]
     unmasked = _velocity_case(live, ADMIN)["event"]
     assert isinstance(unmasked, dict) and not str(unmasked["card_number"]).startswith("*")

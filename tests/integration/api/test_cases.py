@@ -28,7 +28,9 @@ def test_every_expected_case_is_listed(client: httpx.Client, live: Live) -> None
     assert client.get("/v1/cases", params={"limit": 1}).json()["total"] == len(live.cases)
 
 
-@pytest.mark.parametrize(("field", "value"), [("rule", "big_amount"), ("rule", "card_velocity"), ("action", "review")])
+@pytest.mark.parametrize(
+    ("field", "value"), [("rule", "big_amount"), ("rule", "card_velocity"), ("action", "review")]
+)
 def test_filters(client: httpx.Client, live: Live, field: str, value: str) -> None:
     want = Counter(r for _, r in live.cases)
     expected = want[value] if field == "rule" else want["card_velocity"]
@@ -50,13 +52,18 @@ def test_time_filter_is_half_open_on_event_time(client: httpx.Client, live: Live
     frm, to = T0 + 1_800_000, T0 + 3_600_000
     times = {e["event_id"]: e["event_time"] for e in live.events}
     expected = sum(1 for eid, _ in live.cases if frm <= times[eid] < to)
-    page = client.get("/v1/cases", params={"from": frm, "to": "2026-01-05T01:00:00Z", "limit": 500}).json()
+    page = client.get(
+        "/v1/cases", params={"from": frm, "to": "2026-01-05T01:00:00Z", "limit": 500}
+    ).json()
     assert page["total"] == expected
     assert all(frm <= c["event_time"] < to for c in page["items"])
 
 
 def test_paging_is_newest_first_without_overlap(client: httpx.Client) -> None:
-    pages = [client.get("/v1/cases", params={"limit": 7, "offset": 7 * i}).json()["items"] for i in range(4)]
+    pages = [
+        client.get("/v1/cases", params={"limit": 7, "offset": 7 * i}).json()["items"]
+        for i in range(4)
+    ]
     flat = [c for p in pages for c in p]
     assert len(flat) == 28 and len({c["case_id"] for c in flat}) == 28
     keys = [(c["event_time"], c["seq"]) for c in flat]
@@ -71,7 +78,9 @@ def test_bad_paging_and_times_are_refused(client: httpx.Client) -> None:
 
 
 def test_one_case_has_event_features_rule(client: httpx.Client, live: Live) -> None:
-    summary = client.get("/v1/cases", params={"rule": "card_velocity", "limit": 1}).json()["items"][0]
+    summary = client.get("/v1/cases", params={"rule": "card_velocity", "limit": 1}).json()["items"][
+        0
+    ]
     case = client.get(f"/v1/cases/{summary['case_id']}").json()
     event = next(e for e in live.events if e["event_id"] == case["event_id"])
     assert case["event"] == event  # the all-scopes key sees every field
@@ -82,7 +91,9 @@ def test_one_case_has_event_features_rule(client: httpx.Client, live: Live) -> N
 
 
 def test_decisions_persist_and_set_status(client: httpx.Client, live: Live) -> None:
-    items = client.get("/v1/cases", params={"rule": "big_amount", "status": "open", "limit": 2}).json()["items"]
+    items = client.get(
+        "/v1/cases", params={"rule": "big_amount", "status": "open", "limit": 2}
+    ).json()["items"]
     fraud, benign = items[0]["case_id"], items[1]["case_id"]
     headers = live.headers(ANALYST)
     r = client.post(
@@ -92,22 +103,36 @@ def test_decisions_persist_and_set_status(client: httpx.Client, live: Live) -> N
     )
     assert r.status_code == 200 and r.json()["status"] == "open"  # a note keeps the status
     r = client.post(
-        f"/v1/cases/{fraud}/decision", json={"decision": "confirmed_fraud", "analyst": "ana"}, headers=headers
+        f"/v1/cases/{fraud}/decision",
+        json={"decision": "confirmed_fraud", "analyst": "ana"},
+        headers=headers,
     )
     assert r.status_code == 200
     out = r.json()
     assert out["status"] == "confirmed_fraud"
     assert [d["decision"] for d in out["decisions"]] == ["note", "confirmed_fraud"]
     assert out["decisions"][0]["note"] == "calling the cardholder"
-    client.post(f"/v1/cases/{benign}/decision", json={"decision": "false_positive", "analyst": "bo"}, headers=headers)
+    client.post(
+        f"/v1/cases/{benign}/decision",
+        json={"decision": "false_positive", "analyst": "bo"},
+        headers=headers,
+    )
     # A new Store (a fresh DuckDB connection) sees both.
     with live.runner.lock:
         store = Store(live.data_dir)
-        status = dict(store.select("SELECT case_id, status FROM cases WHERE case_id IN (?, ?)", [fraud, benign]))
-        decisions = store.select("SELECT decision, analyst FROM decisions WHERE case_id = ? ORDER BY at_ms", [fraud])
+        status = dict(
+            store.select(
+                "SELECT case_id, status FROM cases WHERE case_id IN (?, ?)", [fraud, benign]
+            )
+        )
+        decisions = store.select(
+            "SELECT decision, analyst FROM decisions WHERE case_id = ? ORDER BY at_ms", [fraud]
+        )
     assert status == {fraud: "confirmed_fraud", benign: "false_positive"}
     assert [d for d, _ in decisions] == ["note", "confirmed_fraud"]
-    page = client.get("/v1/cases", params={"status": "confirmed_fraud", "rule": "big_amount"}).json()
+    page = client.get(
+        "/v1/cases", params={"status": "confirmed_fraud", "rule": "big_amount"}
+    ).json()
     assert fraud in {c["case_id"] for c in page["items"]}
 
 

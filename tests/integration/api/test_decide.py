@@ -26,7 +26,9 @@ SCORES = {"big_amount": 90.0, "card_velocity": 60.0, "negative": 5.0}
 ACTIONS = {"big_amount": "block", "card_velocity": "review", "negative": "tag"}
 
 
-def _probe(live: Live, card: str, amount: float, at: int, status: str = "succeeded") -> dict[str, Any]:
+def _probe(
+    live: Live, card: str, amount: float, at: int, status: str = "succeeded"
+) -> dict[str, Any]:
     return {
         "event_id": f"probe-{card}-{at}",
         "event_time": at,
@@ -73,7 +75,9 @@ def test_decide_matches_brute_force(
     _expect(r.json(), live, probe)
 
 
-def test_every_recent_event_replayed_decides_like_the_stream(client: httpx.Client, live: Live) -> None:
+def test_every_recent_event_replayed_decides_like_the_stream(
+    client: httpx.Client, live: Live
+) -> None:
     """Re-deciding an ingested event sees it twice (state + itself); brute force does the same."""
     for e in live.events[-40:]:
         probe = dict(e, event_id=f"again-{e['event_id']}")
@@ -84,11 +88,16 @@ def test_every_recent_event_replayed_decides_like_the_stream(client: httpx.Clien
 def test_decide_changes_nothing(client: httpx.Client, live: Live) -> None:
     before = live.runner.stats.events, live.runner.pipeline.next_seq
     frm, to = T0, T0 + 3 * 3_600_000
-    metric_before = client.get("/v1/metrics/card/c_burst", params={"from": frm, "to": to}).json()["count"]
+    metric_before = client.get("/v1/metrics/card/c_burst", params={"from": frm, "to": to}).json()[
+        "count"
+    ]
     for _ in range(5):
         client.post("/v1/decide", json=_probe(live, "c_burst", 1.0, _burst_end(live)))
     assert (live.runner.stats.events, live.runner.pipeline.next_seq) == before
-    assert client.get("/v1/metrics/card/c_burst", params={"from": frm, "to": to}).json()["count"] == metric_before
+    assert (
+        client.get("/v1/metrics/card/c_burst", params={"from": frm, "to": to}).json()["count"]
+        == metric_before
+    )
 
 
 @pytest.mark.parametrize(
@@ -121,14 +130,18 @@ def test_ingest_raises_cases_and_counts_at_once(own: Live) -> None:
     frm, to = T0, at + 1000
     with httpx.Client(base_url=own.url, timeout=30) as c:
         probe = _probe(own, "c_new", 990.0, at)
-        r = c.post("/v1/decide", params={"ingest": "true"}, json=probe, headers=own.headers(DECIDER))
+        r = c.post(
+            "/v1/decide", params={"ingest": "true"}, json=probe, headers=own.headers(DECIDER)
+        )
         assert r.status_code == 200, r.text
         out = r.json()
         assert out["ingested"] is True and out["action"] == "block"
         assert [case["rule"] for case in out["cases"]] == ["big_amount"]
         assert out["cases"][0]["event"]["card_number"] == "************1234"  # no 'sensitive' scope
         # Counted immediately: from the engine's pending buckets or from the checkpoint.
-        q = c.get("/v1/metrics/card/c_new", params={"from": frm, "to": to}, headers=own.headers(ADMIN)).json()
+        q = c.get(
+            "/v1/metrics/card/c_new", params={"from": frm, "to": to}, headers=own.headers(ADMIN)
+        ).json()
         assert q["count"] == 1 and q["sum"] == pytest.approx(990.0)
         assert own.runner.stats.events == len(own.events) + 1
         # A second event of the card sees the first in its features.
@@ -139,8 +152,14 @@ def test_ingest_raises_cases_and_counts_at_once(own: Live) -> None:
         deadline = time.monotonic() + 20
         found: list[Any] = []
         while time.monotonic() < deadline and not found:
-            found = c.get("/v1/cases", params={"rule": "big_amount"}, headers=own.headers(ADMIN)).json()["items"]
+            found = c.get(
+                "/v1/cases", params={"rule": "big_amount"}, headers=own.headers(ADMIN)
+            ).json()["items"]
             found = [x for x in found if x["event_id"] == probe["event_id"]]
             time.sleep(0.1)
-        assert found and found[0]["event"]["card_number"] == probe["card_number"]  # admin sees it all
-    assert card_stats(own.events, "c_new", frm, to)["count"] == 0  # the truth came only from the API
+        assert (
+            found and found[0]["event"]["card_number"] == probe["card_number"]
+        )  # admin sees it all
+    assert (
+        card_stats(own.events, "c_new", frm, to)["count"] == 0
+    )  # the truth came only from the API

@@ -25,9 +25,15 @@ def test_prometheus_series_have_the_right_counts(client: httpx.Client, live: Liv
     m = _samples(client)
     assert m[("riskstream_events_total", ())] == len(live.events)
     assert m[("riskstream_runner_up", ())] == 1
-    quarantined = {dict(k)["reason"]: v for (n, k), v in m.items() if n == "riskstream_quarantined_total"}
+    quarantined = {
+        dict(k)["reason"]: v for (n, k), v in m.items() if n == "riskstream_quarantined_total"
+    }
     assert quarantined == {"not_json": 1, "not_object": 1, "wrong_type": 1}
-    cases = {tuple(sorted(dict(k).items())): v for (n, k), v in m.items() if n == "riskstream_cases_total"}
+    cases = {
+        tuple(sorted(dict(k).items())): v
+        for (n, k), v in m.items()
+        if n == "riskstream_cases_total"
+    }
     want = Counter(rule for _, rule in live.cases)
     assert cases == {
         (("action", "block"), ("rule", "big_amount")): want["big_amount"],
@@ -43,7 +49,11 @@ def test_sink_delivery_states(client: httpx.Client, live: Live) -> None:
     deadline = time.monotonic() + 20
     while True:
         m = _samples(client)
-        states = {dict(k)["state"]: v for (n, k), v in m.items() if n == "riskstream_sink_deliveries_total"}
+        states = {
+            dict(k)["state"]: v
+            for (n, k), v in m.items()
+            if n == "riskstream_sink_deliveries_total"
+        }
         if states.get("delivered") == len(live.cases) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -81,7 +91,9 @@ def test_rules_with_hit_counts(client: httpx.Client, live: Live) -> None:
 
 
 def test_validate_rule(client: httpx.Client) -> None:
-    ok = client.post("/v1/rules/validate", json={"when": "card.avg(5m) > 100 and amount > 10"}).json()
+    ok = client.post(
+        "/v1/rules/validate", json={"when": "card.avg(5m) > 100 and amount > 10"}
+    ).json()
     assert ok == {
         "valid": True,
         "error": None,
@@ -107,4 +119,5 @@ def test_pipeline_info(client: httpx.Client, live: Live) -> None:
         "stats": ["count", "sum", "avg", "min", "max"],
     }
     assert info["sensitive"] == ["card_number"] and info["runner"] == "running"
+    assert info["time_field"] == "event_time"
     assert info["watermark"] == max(e["event_time"] for e in live.events)

@@ -27,7 +27,9 @@ def test_whole_hours_equal_brute_force(client: httpx.Client, live: Live, card: s
 
 
 @pytest.mark.parametrize("offsets", [(12_345, 4_000_321), (3_000_500, 6_100_999), (0, 61_000)])
-def test_unaligned_range_matches_effective_range(client: httpx.Client, live: Live, offsets: tuple[int, int]) -> None:
+def test_unaligned_range_matches_effective_range(
+    client: httpx.Client, live: Live, offsets: tuple[int, int]
+) -> None:
     frm, to = T0 + offsets[0], T0 + offsets[1]
     answer = client.get("/v1/metrics/card/c5", params={"from": frm, "to": to}).json()
     eff = answer["effective"]
@@ -44,7 +46,9 @@ def test_iso_times_are_accepted(client: httpx.Client, live: Live) -> None:
 
 
 def test_count_only_metric(client: httpx.Client, live: Live) -> None:
-    answer = client.get("/v1/metrics/merchant/m2", params={"from": T0, "to": T0 + 3 * 3_600_000}).json()
+    answer = client.get(
+        "/v1/metrics/merchant/m2", params={"from": T0, "to": T0 + 3 * 3_600_000}
+    ).json()
     assert answer["count"] == sum(1 for e in live.events if e["merchant_id"] == "m2")
 
 
@@ -61,7 +65,9 @@ def test_errors_are_one_line(client: httpx.Client) -> None:
 
 def test_series_per_minute_equals_brute_force(client: httpx.Client, live: Live) -> None:
     frm, to = T0 + 30 * 60_000, T0 + 90 * 60_000
-    out = client.get("/v1/metrics/card/c2/series", params={"from": frm, "to": to, "step": "1m"}).json()
+    out = client.get(
+        "/v1/metrics/card/c2/series", params={"from": frm, "to": to, "step": "1m"}
+    ).json()
     assert out["step_ms"] == 60_000 and out["tier"] == "minute"
     assert len(out["buckets"]) == 60
     for b in out["buckets"]:
@@ -71,19 +77,29 @@ def test_series_per_minute_equals_brute_force(client: httpx.Client, live: Live) 
 
 
 def test_series_default_step_and_hours(client: httpx.Client, live: Live) -> None:
-    out = client.get("/v1/metrics/card/c4/series", params={"from": T0, "to": T0 + 3 * 3_600_000}).json()
+    out = client.get(
+        "/v1/metrics/card/c4/series", params={"from": T0, "to": T0 + 3 * 3_600_000}
+    ).json()
     assert len(out["buckets"]) <= 200
-    assert sum(b["count"] for b in out["buckets"]) == card_stats(live.events, "c4", T0, T0 + 3 * 3_600_000)["count"]
+    assert (
+        sum(b["count"] for b in out["buckets"])
+        == card_stats(live.events, "c4", T0, T0 + 3 * 3_600_000)["count"]
+    )
     hours = client.get(
         "/v1/metrics/card/c4/series", params={"from": T0, "to": T0 + 3 * 3_600_000, "step": "1h"}
     ).json()
     assert hours["tier"] == "hour" and [b["count"] for b in hours["buckets"]] == [
-        card_stats(live.events, "c4", T0 + h * 3_600_000, T0 + (h + 1) * 3_600_000)["count"] for h in range(3)
+        card_stats(live.events, "c4", T0 + h * 3_600_000, T0 + (h + 1) * 3_600_000)["count"]
+        for h in range(3)
     ]
 
 
 def test_series_errors(client: httpx.Client) -> None:
-    r = client.get("/v1/metrics/card/c4/series", params={"from": T0, "to": T0 + 10**9, "step": "1s"})
+    r = client.get(
+        "/v1/metrics/card/c4/series", params={"from": T0, "to": T0 + 10**9, "step": "1s"}
+    )
     assert r.status_code == 400 and "at most" in r.json()["error"]
-    r = client.get("/v1/metrics/card/c4/series", params={"from": T0, "to": T0 + 1000, "step": "fortnight"})
+    r = client.get(
+        "/v1/metrics/card/c4/series", params={"from": T0, "to": T0 + 1000, "step": "fortnight"}
+    )
     assert r.status_code == 400 and r.json()["error"].startswith("step")

@@ -130,7 +130,9 @@ def test_null_keys_get_zero_counts_and_no_averages() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(streams(), st.lists(st.sampled_from(["m1", "m2", "m3", "m4", "m5"]), min_size=60, max_size=60))
+@given(
+    streams(), st.lists(st.sampled_from(["m1", "m2", "m3", "m4", "m5"]), min_size=60, max_size=60)
+)
 def test_distinct_features_equal_brute_force(
     data: tuple[list[tuple[str, int, float, bool]], list[int], list[int]], values: list[str]
 ) -> None:
@@ -146,7 +148,11 @@ def test_distinct_features_equal_brute_force(
             continue
         part = list(enumerate(events[lo:hi], start=lo))
         queries = pl.DataFrame(
-            {"key": [e[0] for _, e in part], "_t": [e[1] for _, e in part], "_seq": [i for i, _ in part]},
+            {
+                "key": [e[0] for _, e in part],
+                "_t": [e[1] for _, e in part],
+                "_seq": [i for i, _ in part],
+            },
             schema={"key": pl.String, "_t": pl.Int64, "_seq": pl.Int64},
         )
         contrib = pl.DataFrame(

@@ -144,6 +144,7 @@ function go(path, params) {
 
 async function route() {
   if (!pipeline) return;
+  document.getElementById("toast").classList.remove("on");
   const { parts, params } = parseHash();
   const section = parts[0] || "cases";
   for (const a of document.querySelectorAll("[data-nav]")) {
@@ -223,16 +224,24 @@ async function renderQueue(params) {
 }
 
 function eventBrief(event) {
-  const keys = Object.keys(event || {}).filter((k) => !/time$/.test(k)).slice(0, 4);
+  const skip = new Set([pipeline.time_field, pipeline.id_field]);
+  const keys = Object.keys(event || {}).filter((k) => !skip.has(k)).slice(0, 4);
   return keys.map((k) => `${k}=${event[k]}`).join("  ·  ");
 }
 
 // ---- one case ------------------------------------------------------------------------
 
-function kvTable(caption, obj, sensitive) {
+function rawValue(k, v) {
+  if (v === null || v === undefined) return "—";
+  if (typeof v === "object") return JSON.stringify(v);
+  if (k === pipeline.time_field && typeof v === "number") return `${v} (${fmtTime(v)})`;
+  return String(v);
+}
+
+function kvTable(caption, obj, sensitive, raw) {
   const rows = Object.entries(obj || {}).map(([k, v]) => h("tr", {},
     h("th", { scope: "row" }, k, sensitive && sensitive.includes(k) ? h("span", { class: "hint" }, " (sensitive)") : null),
-    h("td", { class: typeof v === "number" ? "num" : "" }, typeof v === "object" && v !== null ? JSON.stringify(v) : fmtNum(v))));
+    h("td", { class: typeof v === "number" ? "num" : "" }, raw ? rawValue(k, v) : fmtNum(v))));
   return h("table", { class: "kv" }, h("caption", {}, caption),
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 2, class: "empty" }, "none"))));
 }
@@ -284,7 +293,7 @@ async function renderCase(id) {
           h("pre", { class: "expr" }, rule.when || "(no longer in the spec)"),
           rule.description ? h("p", {}, rule.description) : null),
         h("section", { class: "card" }, kvTable("Features at the event", c.features)),
-        h("section", { class: "card" }, kvTable("Event", c.event, pipeline.sensitive))),
+        h("section", { class: "card" }, kvTable("Event", c.event, pipeline.sensitive, true))),
       h("div", {}, panel,
         h("section", { class: "card", "aria-labelledby": "hist-title" }, h("h2", { id: "hist-title" }, "History"), history))));
 }

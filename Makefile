@@ -27,12 +27,14 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python tools/kafka.py fetch
+	sh tools/ensure-chromium.sh
 	$(BIN)/python -m pytest tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 integration: $(STAMP)
+	$(BIN)/python tools/kafka.py fetch
 	$(BIN)/python -m pytest tests/integration
 
 kafka: $(STAMP)

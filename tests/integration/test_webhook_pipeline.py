@@ -11,7 +11,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.conftest import run_cli
 from tests.independent_events import write_events
@@ -20,7 +20,7 @@ SECRET = b"s3cret-for-tests"
 
 
 class _Flaky(BaseHTTPRequestHandler):
-    received: list[tuple[str, bytes, str]] = []
+    received: ClassVar[list[tuple[str, bytes, str]]] = []
     lock = threading.Lock()
     rnd = random.Random(4)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +14,7 @@ from rich.table import Table
 from riskstream.errors import UsageError
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.runners.progress import Progress, summary_table
+from riskstream.sinks.base import Sink
 from riskstream.sinks.file import FileSink
 from riskstream.sources.generator import GeneratorSource, generate_frames
 from riskstream.spec.load import load_spec
@@ -54,11 +56,7 @@ def run_demo(
         cases_path = out / "cases.jsonl"
         source = GeneratorSource(events=events, seed=seed, rate_per_s=DEMO_RATE)
         runner = EmbeddedRunner(
-            spec,
-            source,
-            out / "data",
-            lambda marks, p=cases_path: [FileSink(p, marks.get(f"file:{p}", 0))],
-            spec_path=examples / name,
+            spec, source, out / "data", _file_sink(cases_path), spec_path=examples / name
         )
         console.print(
             f"\n[bold]{spec.name}[/]: {len(spec.metrics)} metrics, {len(spec.rules)} rules"
@@ -97,6 +95,13 @@ def run_demo(
         server.wait()
     elif data_dir is None:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _file_sink(path: Path) -> Callable[[dict[str, int]], list[Sink]]:
+    def make(marks: dict[str, int]) -> list[Sink]:
+        return [FileSink(path, marks.get(f"file:{path}", 0))]
+
+    return make
 
 
 def _report(console: Console, labels: pl.DataFrame, cases: pl.DataFrame) -> None:

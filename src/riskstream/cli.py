@@ -116,6 +116,35 @@ def run(
 
 
 @app.command()
+def serve(
+    config: SpecOpt,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Override the spec's source.")
+    ] = None,
+    data_dir: DataDirOpt = Path("riskstream-data"),
+    port: Annotated[int, typer.Option("--port", help="HTTP port on 127.0.0.1.")] = 8080,
+    until_end: Annotated[
+        bool,
+        typer.Option(
+            "--until-end", help="Stop ingesting at the end of a bounded source (keep serving)."
+        ),
+    ] = False,
+) -> None:
+    """Run the pipeline and serve the HTTP API and web UI from the same process."""
+    from riskstream.runners.session import run_pipeline
+
+    run_pipeline(
+        config,
+        source_uri=source,
+        data_dir=data_dir,
+        until_end=until_end,
+        serve=True,
+        port=port,
+        console=err,
+    )
+
+
+@app.command()
 def query(
     config: SpecOpt,
     metric: Annotated[str, typer.Argument(help="Metric name from the spec.")],

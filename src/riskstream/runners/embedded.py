@@ -31,9 +31,6 @@ from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.duck import Store
 
-#: Retention drops and folding of appended bucket rows run at most this often (and at the end).
-_COMPACT_EVERY_S = 60.0
-
 
 @dataclass
 class RunStats:
@@ -101,6 +98,7 @@ class EmbeddedRunner:
         self.pipeline = Pipeline(spec, spec_path.parent if spec_path else None)
         self._stop = False
         self.final_flush_s = 600.0
+        self._compact_every_s = parse_duration(spec.checkpoint.compact_every) / 1000
         #: Held while a batch or checkpoint changes state; the HTTP API takes it to read consistently.
         self.lock = threading.RLock()
         self._api_cases: list[Case] = []
@@ -290,7 +288,7 @@ class EmbeddedRunner:
                     f"{sink.name}: cases still undelivered; they are re-delivered on the next start"
                 )
         self._write_marks(store)
-        if time.monotonic() - self._last_compact > _COMPACT_EVERY_S:
+        if time.monotonic() - self._last_compact > self._compact_every_s:
             self._compact(store)
         if self.on_batch:
             self.on_batch(self.stats)
@@ -325,7 +323,7 @@ class EmbeddedRunner:
                 sink.deliver(cases)
         self.stats.checkpoints += 1
         self.stats.last_checkpoint_s = time.perf_counter() - t0
-        if time.monotonic() - self._last_compact > _COMPACT_EVERY_S:
+        if time.monotonic() - self._last_compact > self._compact_every_s:
             self._compact(store)
 
     def _write_marks(self, store: Store) -> None:

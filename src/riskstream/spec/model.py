@@ -117,12 +117,14 @@ class SinkSpec(BaseModel):
 
 
 class CheckpointSpec(_Model):
-    """Checkpoint at most every ``every`` of time or ``events`` events, whichever first."""
+    """Checkpoint every ``every`` of time or ``events`` events, whichever comes first."""
 
     every: str = "1s"
     events: int = 200_000
+    #: How often retention drops and the folding of appended bucket rows run.
+    compact_every: str = "60s"
 
-    _check_every = field_validator("every")(lambda cls, v: _duration(v))
+    _check_every = field_validator("every", "compact_every")(lambda cls, v: _duration(v))
 
 
 class PipelineSpec(_Model):

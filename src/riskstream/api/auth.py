@@ -147,11 +147,22 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """
 
     async def dependency(request: Request) -> Principal:
-        return authorize(request.app.state.ctx.keys, token_of(request), scope)
+        ring: KeyRing = request.app.state.ctx.keys
+        if ring.open and not _loopback_host(request.headers.get("host", "")):
+            # An open API answers loopback names only: no DNS-rebinding from a web page.
+            raise HTTPException(403, "without API keys only localhost may be used as the Host")
+        return authorize(ring, token_of(request), scope)
 
     dependency.__name__ = f"require_{scope}"
     dependency.__scope__ = scope  # type: ignore[attr-defined]
     return dependency
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header names the loopback interface (``localhost``, ``127.x``, ``[::1]``)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    return name == "localhost" or name.startswith("127.") or name == "::1"
 
 
 def mask(value: Any) -> Any:

@@ -51,7 +51,7 @@ def worker_for(request: Request, ctx: ApiContext) -> DecideWorker:
 @router.post(
     "/v1/decide",
     response_model=DecideOut,
-    responses={422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses={415: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
     openapi_extra={"requestBody": _EVENT_BODY},
     summary="Score one event now (rules fired, action, features)",
 )
@@ -71,6 +71,10 @@ async def decide(
     state = runner_state(ctx.runner)
     if state == "starting" or (ingest and state != "running"):
         raise HTTPException(503, f"the engine is {state}; try again shortly")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        # Also keeps browsers from posting events cross-site without a CORS preflight.
+        raise HTTPException(415, "send the event as Content-Type: application/json")
     body = await request.body()
     try:
         event = orjson.loads(body)

@@ -98,10 +98,12 @@ class KafkaCaseSink:
         dead_letter_path: Path | None = None,
         recover_scan: int = 100_000,
         recover_timeout_s: float = 60.0,
+        stall_s: float = 10.0,
     ) -> None:
         self.name = f"kafka:{topic}"  # the key of the engine's mark (runners/session.py)
         self.topic = topic
         self.pipeline = pipeline
+        self.stall_s = stall_s
         where = f"kafka sink {topic}"
         self._base = client_config(
             brokers, dict(config or {}), prefix="", where=where, error=SinkError
@@ -184,8 +186,27 @@ class KafkaCaseSink:
         return order[0] - 1 if order else self._handed
 
     def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait for outstanding deliveries; False when some are still in flight."""
-        left = self._producer.flush(-1 if timeout_s is None else timeout_s)
+        """Wait for outstanding deliveries; False when some are still in flight.
+
+        Gives up early when nothing was delivered for ``stall_s`` (brokers unreachable): the
+        engine re-delivers from its outbox on the next start, so a shutdown stays prompt.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last, last_change = self._delivered + self._dead, time.monotonic()
+        while True:
+            now = time.monotonic()
+            step = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
+            left = self._producer.flush(step)
+            done = self._delivered + self._dead
+            if done != last:
+                last, last_change = done, time.monotonic()
+            if left == 0 or (deadline is not None and time.monotonic() >= deadline):
+                break
+            if time.monotonic() - last_change > self.stall_s:
+                log.warning(
+                    "%s: no delivery for %.0f s; giving up the flush", self.name, self.stall_s
+                )
+                break
         self.delivered_seq()
         return left == 0 and not self._order
 

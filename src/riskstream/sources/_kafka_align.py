@@ -94,6 +94,10 @@ class Aligner:
             out.append((part, buf.popleft()))
             if buf:
                 heapq.heapreplace(heap, (buf[0][0], part))
-            else:
-                heapq.heappop(heap)
+                continue
+            heapq.heappop(heap)
+            if part not in self._caught_up:  # ran dry: it now holds the others back too
+                last = self._last_ts[part]
+                frontier = last if frontier is None else min(frontier, last)
+                self._empty_since.setdefault(part, now)
         return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import decimal
 import io
 from pathlib import Path
@@ -30,10 +29,10 @@ class AvroToJson:
         import fastavro
 
         path = Path(schema_path).expanduser()
+        if not path.is_file():
+            raise SourceError(f"source.avro_schema: no such file {str(path)!r}")
         try:
             self.schema = fastavro.schema.load_schema(str(path))
-        except FileNotFoundError:
-            raise SourceError(f"source.avro_schema: no such file {str(path)!r}") from None
         except Exception as exc:  # fastavro raises SchemaParseException, JSON errors, KeyError ...
             raise SourceError(f"source.avro_schema: {path}: {exc}") from None
         self._read = fastavro.schemaless_reader
@@ -141,8 +140,3 @@ def time_expr(field: str) -> pl.Expr:
         .then(as_number.floor().cast(pl.Int64, strict=False))
         .otherwise(as_iso)
     )
-
-
-def b64(data: bytes) -> str:
-    """Base64 text (for logs of undecodable keys)."""
-    return base64.b64encode(data).decode()

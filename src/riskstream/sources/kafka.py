@@ -38,9 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_INVALID,
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
@@ -49,9 +47,6 @@ from confluent_kafka import (
 from riskstream.errors import SourceError
 from riskstream.sources._kafka_align import Aligner
 from riskstream.sources._kafka_config import (
-    PARTITION_EOF,
-    UNKNOWN_TOPIC,
-    UNKNOWN_TOPIC_OR_PART,
     DeadLetterProducer,
     client_config,
     log,
@@ -60,17 +55,13 @@ from riskstream.sources._kafka_config import (
     split_part,
 )
 from riskstream.sources._kafka_formats import AvroToJson, TimeFilter
-from riskstream.sources._kafka_offsets import (
-    committed_offsets,
-    replay_bounds,
-    watermarks,
-)
+from riskstream.sources._kafka_group import PartitionOwnership
 from riskstream.sources.base import RawBatch
 from riskstream.spec.durations import parse_duration
 from riskstream.spec.model import PipelineSpec, SourceSpec
 
 
-class KafkaSource:
+class KafkaSource(PartitionOwnership):
     """Reads one or more topics in micro-batches (see the module docstring for the guarantees)."""
 
     def __init__(
@@ -236,14 +227,6 @@ class KafkaSource:
         for part, ts in latest.items():
             aligner.fetched(part, ts)
 
-    def _active(self) -> set[str]:
-        """Assigned partitions that still have events to deliver in this run."""
-        return {
-            part
-            for part in self._assigned
-            if (stop := self._end.get(part)) is None or self._next.get(part, -1) < stop
-        }
-
     def _flow_control(self, max_events: int) -> None:
         """Pause partitions at their end offsets, and those whose buffer is full (resume later)."""
         cap = max(5_000, 2 * max_events)
@@ -321,154 +304,3 @@ class KafkaSource:
             if high is not None and high >= 0:
                 lag[part] = max(0, high - nxt)
         return lag
-
-    # ---- rebalance callbacks (run inside consume(), on the runner's thread) ----------------
-
-    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebalancing = False
-        before, self._before = self._before, set()
-        first = not self._ever_assigned
-        self._ever_assigned = True
-        if not partitions:
-            return
-        committed = committed_offsets(consumer, partitions)
-        targets: list[TopicPartition] = []
-        names: set[str] = set()
-        for tp in partitions:
-            part = part_name(tp.topic, tp.partition)
-            names.add(part)
-            self._seen_topics.add(tp.topic)
-            known = [o for o in (self._next.get(part), committed.get(part)) if o is not None]
-            start = max(known) if known else None
-            self._start(part, start)
-            if self.until_end and part not in self._end:
-                self._end[part] = watermarks(consumer, tp.topic, tp.partition)[1]
-            targets.append(
-                TopicPartition(tp.topic, tp.partition, OFFSET_INVALID if start is None else start)
-            )
-        new = names - self._assigned - before
-        self._assigned |= names
-        if self._cooperative:
-            consumer.incremental_assign(targets)
-        else:  # eager: the callback always carries the whole new assignment
-            consumer.assign(targets)
-        log.info("kafka source: assigned %s", ", ".join(sorted(names)))
-        if not first and new and self._on_reload is not None:
-            self._on_reload()
-
-    def _start(self, part: str, offset: int | None) -> None:
-        """Reading of ``part`` (re)starts at ``offset`` (None: committed / auto.offset.reset)."""
-        self._aligner.drop([part])
-        self._paused.discard(part)
-        if offset is None:
-            self._fetched.pop(part, None)
-        else:
-            self._next[part] = self._fetched[part] = offset
-
-    def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        names = {part_name(tp.topic, tp.partition) for tp in partitions}
-        self._rebalancing = True
-        self._before |= self._assigned
-        if self._on_checkpoint is not None:
-            self._on_checkpoint()
-        if not self._closed:
-            self._commit(names & self._assigned, asynchronous=False, force=True)
-        self._give_up(names)
-
-    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        names = {part_name(tp.topic, tp.partition) for tp in partitions}
-        log.warning("kafka source: partitions lost (group session expired): %s", sorted(names))
-        self._rebalancing = True
-        self._before |= self._assigned
-        if self._on_checkpoint is not None:
-            self._on_checkpoint()
-        self._give_up(names)
-
-    def _give_up(self, names: set[str]) -> None:
-        self._assigned -= names
-        self._paused -= names
-        self._aligner.drop(names)
-        for part in names:
-            self._fetched.pop(part, None)
-
-    # ---- helpers -------------------------------------------------------------------------
-
-    def _commit(self, parts: set[str], *, asynchronous: bool, force: bool = False) -> None:
-        offsets = [
-            TopicPartition(*split_part(part), off)
-            for part in sorted(parts)
-            if (off := self._checkpointed.get(part)) is not None
-            and (force or self._committed.get(part) != off)
-        ]
-        if not offsets:
-            return
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            log.warning("kafka source: commit failed: %s (retried later)", exc.args[0].str())
-            return
-        for tp in offsets:
-            self._committed[part_name(tp.topic, tp.partition)] = tp.offset
-
-    def _commit_done(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """``on_commit``: forget failed commits so that the next checkpoint sends them again."""
-        if err is None and all(tp.error is None for tp in partitions):
-            return
-        for tp in partitions:
-            if err is not None or tp.error is not None:
-                self._committed.pop(part_name(tp.topic, tp.partition), None)
-        log.warning("kafka source: commit failed: %s", err.str() if err else partitions)
-
-    def _finished(self) -> bool:
-        """Every assigned partition delivered everything before its end offset (--until-end)."""
-        if not self._ever_assigned or self._rebalancing:
-            return False
-        return not self._active()
-
-    def _message_error(self, m: Message) -> str | None:
-        """Handle an error event; returns the partition when it is an end-of-partition event."""
-        err = m.error()
-        assert err is not None
-        code = err.code()
-        if code == PARTITION_EOF:
-            part = part_name(str(m.topic()), int(m.partition() or 0))
-            if part not in self._assigned:
-                return None
-            at = int(m.offset() or 0)
-            stop = self._end.get(part)
-            if stop is not None:
-                at = min(at, stop)
-            self._fetched[part] = max(self._fetched.get(part, at), at)
-            return part
-        if err.fatal():
-            raise SourceError(f"kafka source: {err.str()}")
-        topic = m.topic()
-        if code in (UNKNOWN_TOPIC_OR_PART, UNKNOWN_TOPIC) and topic not in self._seen_topics:
-            raise SourceError(f"kafka source: topic {topic!r} does not exist ({err.str()})")
-        log.warning("kafka source: %s", err.str())
-        return None
-
-    def _assign_replay(self) -> None:
-        """Assign every partition of the topics between the offsets bracketing the time range."""
-        bounds = replay_bounds(
-            self._consumer, self.topics, self._from_offset_ms, self._to_offset_ms
-        )
-        targets: list[TopicPartition] = []
-        for part, (first, stop) in bounds.items():
-            start = max(first, self._next.get(part, first))  # a crashed replay resumes
-            self._start(part, start)
-            self._end[part] = stop
-            topic, partition = split_part(part)
-            self._seen_topics.add(topic)
-            if start < stop:
-                targets.append(TopicPartition(topic, partition, start))
-                self._assigned.add(part)
-        self._consumer.assign(targets)
-        self._ever_assigned = True
-        log.info(
-            "kafka replay: %s",
-            ", ".join(f"{p} [{self._next[p]}, {self._end[p]})" for p in sorted(self._end)),
-        )

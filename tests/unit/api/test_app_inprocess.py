@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from riskstream.api import ApiContext, KeyRing
@@ -130,3 +131,24 @@ def test_wait_returns_on_sigterm(tmp_path: Path) -> None:
     assert signal.getsignal(signal.SIGTERM) == before
     with pytest.raises(httpx.TransportError):
         httpx.get(handle.url + "/healthz", timeout=1)
+
+
+def test_open_api_refuses_foreign_host_names(tmp_path: Path) -> None:
+    runner, _ = runner_with_state(tmp_path, n=50)
+    with served(context(tmp_path, runner)) as client:  # no keys: open, loopback only
+        assert client.get("/v1/rules").status_code == 200
+        assert client.get("/v1/rules", headers={"Host": "localhost:8080"}).status_code == 200
+        r = client.get("/v1/rules", headers={"Host": "attacker.example"})
+        assert r.status_code == 403 and "Host" in r.json()["error"]
+
+
+def test_decide_needs_a_json_content_type(tmp_path: Path) -> None:
+    runner, evs = runner_with_state(tmp_path, n=50)
+    body = orjson.dumps(dict(evs[-1], event_id="ct"))
+    with served(context(tmp_path, runner)) as client:
+        plain = client.post("/v1/decide", content=body, headers={"Content-Type": "text/plain"})
+        assert plain.status_code == 415
+        ok = client.post(
+            "/v1/decide", content=body, headers={"Content-Type": "application/json; charset=utf-8"}
+        )
+        assert ok.status_code == 200 and ok.json()["event_id"] == "ct"

@@ -31,7 +31,7 @@ def list_rules(request: Request, _who: Principal = Depends(require("read"))) -> 
                 pipeline = ctx.runner.pipeline
                 run = dict(pipeline.rule_hits_total)
                 # Hits counted by the engine but not yet written by a checkpoint.
-                pending = dict(getattr(pipeline, "_rule_hits", {}))
+                pending = pipeline.pending_rule_hits()
     except StoreError as exc:
         raise HTTPException(503, str(exc)) from None
     rules = [

@@ -365,6 +365,10 @@ class Pipeline:
                 self._groups[key].values = [rows]
         self.throttles.update(throttles)
 
+    def pending_rule_hits(self) -> dict[str, int]:
+        """Rule hits counted since the last checkpoint (not yet in the store)."""
+        return dict(self._rule_hits)
+
     def available_from(self) -> dict[str, int]:
         """First retained bucket start per tier at the current watermark."""
         from riskstream.query.stitch import available_from

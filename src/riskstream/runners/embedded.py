@@ -97,6 +97,8 @@ class EmbeddedRunner:
         self.stats = RunStats()
         self.pipeline = Pipeline(spec, spec_path.parent if spec_path else None)
         self._stop = False
+        #: True from the end of recovery until the loop ends (the API's readiness).
+        self.running = False
         self.final_flush_s = 600.0
         self._compact_every_s = parse_duration(spec.checkpoint.compact_every) / 1000
         #: Held while a batch or checkpoint changes state; the HTTP API takes it to read consistently.
@@ -122,10 +124,12 @@ class EmbeddedRunner:
         with DataDirLock(self.data_dir):
             store = Store(self.data_dir)
             self._recover(store)
+            self.running = True
             self._attach_source_hooks()
             try:
                 self._loop(store)
             finally:
+                self.running = False
                 self.source.close()
                 self.quarantine.close()
                 for sink in self.sinks:
@@ -266,7 +270,7 @@ class EmbeddedRunner:
                 self.stats.cases += len(outcome.cases)
                 self._since_events += len(batch.lines)
                 self._dirty = True
-            if batch.resume:
+            if batch.resume and any(self.positions.get(p) != v for p, v in batch.resume.items()):
                 self.positions.update(batch.resume)
                 self._dirty = True
             lag = getattr(self.source, "lag", None)

@@ -7,6 +7,7 @@ on DuckDB's file lock.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -52,7 +53,17 @@ class Store:
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection, retrying while another process holds the file."""
+        """A connection, retrying while another process holds the file.
+
+        Within one process, connections to the same file are taken one at a time
+        (the engine thread and the HTTP API share the file; DuckDB refuses two
+        handles opened at the same moment).
+        """
+        with _process_lock(self.path), self._open() as con:
+            yield con
+
+    @contextmanager
+    def _open(self) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + self.lock_wait_s
         delay = 0.005
         while True:
@@ -60,7 +71,9 @@ class Store:
                 con = duckdb.connect(str(self.path), read_only=self.read_only)
                 break
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                text = str(exc).lower()
+                retry = "lock" in text or "file handle conflict" in text
+                if not retry or time.monotonic() > deadline:
                     raise StoreError(
                         f"cannot open store {str(self.path)!r}: {_first_line(exc)}"
                     ) from None
@@ -368,6 +381,15 @@ def _case_from_row(seq: int, body: str) -> Case:
 
     data = msgspec.json.decode(body)
     return Case(seq=seq, **data)
+
+
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(path: Path) -> threading.RLock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(str(path.resolve()), threading.RLock())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -85,7 +85,8 @@ def runner_with_state(tmp: Path, n: int = 400) -> tuple[EmbeddedRunner, list[dic
         runner.stats.events += outcome.events
         for c in outcome.cases:
             runner.stats.cases_by_rule[c.rule] += 1
-    runner.positions = {}  # what recovery sets: the API then treats the runner as running
+    runner.positions = {}
+    runner.running = True  # what recovery sets: the API then treats the runner as running
     return runner, evs
 
 

@@ -69,7 +69,7 @@ def test_prometheus_lag_and_quarantine(tmp_path: Path) -> None:
 
 def test_starting_runner_is_not_ready(tmp_path: Path) -> None:
     runner, _ = runner_with_state(tmp_path, n=10)
-    del runner.positions  # as before recovery
+    runner.running = False  # as before recovery
     with served(context(tmp_path, runner)) as client:
         assert client.get("/healthz").status_code == 200
         ready = client.get("/readyz")

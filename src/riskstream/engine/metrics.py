@@ -9,7 +9,7 @@ import polars as pl
 
 from riskstream.engine import sketch
 from riskstream.engine.decode import SEQ, TIME
-from riskstream.engine.tiers import KEY, START, VALUE, merge_partials, partials, start_expr
+from riskstream.engine.tiers import KEY, START, VALUE, partials_lazy, start_expr
 from riskstream.rules import CompiledExpr, ListValues
 from riskstream.spec.model import MetricSpec
 
@@ -60,40 +60,33 @@ class CompiledMetric:
 
 @dataclass
 class Pending:
-    """Buckets touched since the last checkpoint, per (metric, tier)."""
+    """Contributions since the last checkpoint, aggregated into buckets per (metric, tier) on demand.
 
-    partials: dict[tuple[str, str], list[pl.DataFrame]] = field(default_factory=dict)
-    sketches: dict[tuple[str, str], list[pl.DataFrame]] = field(default_factory=dict)
-    distributions: dict[tuple[str, str], list[pl.DataFrame]] = field(default_factory=dict)
+    Batches only append their contribution rows (cheap); the per-tier group-bys run once per
+    checkpoint (or when the API asks for pending buckets), all metric x tier aggregations in one
+    parallel ``collect_all``, instead of once per batch followed by a merge of the partials.
+    """
+
+    contributions: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+    _shape: dict[str, tuple[frozenset[str], tuple[str, ...]]] = field(default_factory=dict)
+    _cache: (
+        tuple[
+            dict[tuple[str, str], pl.DataFrame],
+            dict[tuple[str, str], pl.DataFrame],
+            dict[tuple[str, str], pl.DataFrame],
+        ]
+        | None
+    ) = None
 
     def add(self, metric: CompiledMetric, contrib: pl.DataFrame, tiers: Sequence[str]) -> None:
-        """Fold one batch's contributions into every tier."""
+        """Keep one batch's contributions (aggregated at the next :meth:`frames`)."""
         if not contrib.height:
             return
-        stats = set(metric.spec.stats)
-        for tier in tiers:
-            slot = (metric.name, tier)
-            self.partials.setdefault(slot, []).append(partials(contrib, tier))
-            if "distinct" in stats:
-                self._add_distinct(slot, contrib, tier)
-            if "distribution" in stats:
-                dist = (
-                    contrib.lazy()
-                    .with_columns(start_expr(pl.col(TIME), tier).alias(START))
-                    .group_by(KEY, START, pl.col(CATEGORY).alias("category"))
-                    .agg(pl.len().cast(pl.Int64).alias("count"))
-                    .collect()
-                )
-                self.distributions.setdefault(slot, []).append(dist)
-
-    def _add_distinct(self, slot: tuple[str, str], contrib: pl.DataFrame, tier: str) -> None:
-        self.sketches.setdefault(slot, []).append(
-            contrib.lazy()
-            .with_columns(start_expr(pl.col(TIME), tier).alias(START))
-            .group_by(KEY, START)
-            .agg(pl.col(CATEGORY).unique().alias("vals"))
-            .collect()
+        self._shape[metric.name] = (frozenset(metric.spec.stats), tuple(tiers))
+        self.contributions.setdefault(metric.name, []).append(
+            contrib.select(KEY, TIME, VALUE, CATEGORY)
         )
+        self._cache = None
 
     def frames(
         self,
@@ -102,31 +95,87 @@ class Pending:
         dict[tuple[str, str], pl.DataFrame],
         dict[tuple[str, str], pl.DataFrame],
     ]:
-        """Merged partials, distinct value sets and distribution counts, per (metric, tier)."""
-        parts = {slot: merge_partials(frames) for slot, frames in self.partials.items()}
-        sketches = {
-            slot: sketch.compact_values(frames) for slot, frames in self.sketches.items() if frames
-        }
-        dists = {
-            slot: pl.concat(frames).group_by(KEY, START, "category").agg(pl.col("count").sum())
-            for slot, frames in self.distributions.items()
-            if frames
-        }
+        """Partials, distinct value sets and distribution counts, one row per (key, start), per (metric, tier)."""
+        if self._cache is None:
+            self._cache = self._aggregate()
+        return self._cache
+
+    @property
+    def partials(self) -> dict[tuple[str, str], list[pl.DataFrame]]:
+        """Pending numeric partials per (metric, tier), as a one-frame list."""
+        return {slot: [f] for slot, f in self.frames()[0].items()}
+
+    @property
+    def sketches(self) -> dict[tuple[str, str], list[pl.DataFrame]]:
+        """Pending distinct value sets per (metric, tier), as a one-frame list."""
+        return {slot: [f] for slot, f in self.frames()[1].items()}
+
+    @property
+    def distributions(self) -> dict[tuple[str, str], list[pl.DataFrame]]:
+        """Pending distribution counts per (metric, tier), as a one-frame list."""
+        return {slot: [f] for slot, f in self.frames()[2].items()}
+
+    def _aggregate(
+        self,
+    ) -> tuple[
+        dict[tuple[str, str], pl.DataFrame],
+        dict[tuple[str, str], pl.DataFrame],
+        dict[tuple[str, str], pl.DataFrame],
+    ]:
+        jobs: list[tuple[str, tuple[str, str], pl.LazyFrame]] = []
+        for name, frames in self.contributions.items():
+            if not frames:
+                continue
+            stats, tiers = self._shape[name]
+            contrib = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+            for tier in tiers:
+                slot = (name, tier)
+                jobs.append(("p", slot, partials_lazy(contrib.lazy(), tier)))
+                if "distinct" in stats:
+                    jobs.append(
+                        (
+                            "s",
+                            slot,
+                            contrib.lazy()
+                            .filter(pl.col(CATEGORY).is_not_null())
+                            .group_by(KEY, start_expr(pl.col(TIME), tier).alias(START))
+                            .agg(pl.col(CATEGORY).unique().alias("vals")),
+                        )
+                    )
+                if "distribution" in stats:
+                    jobs.append(
+                        (
+                            "d",
+                            slot,
+                            contrib.lazy()
+                            .group_by(
+                                KEY,
+                                start_expr(pl.col(TIME), tier).alias(START),
+                                pl.col(CATEGORY).alias("category"),
+                            )
+                            .agg(pl.len().cast(pl.Int64).alias("count")),
+                        )
+                    )
+        done = pl.collect_all([lf for _, _, lf in jobs]) if jobs else []
+        parts: dict[tuple[str, str], pl.DataFrame] = {}
+        sketches: dict[tuple[str, str], pl.DataFrame] = {}
+        dists: dict[tuple[str, str], pl.DataFrame] = {}
+        for (kind, slot, _), frame in zip(jobs, done, strict=True):
+            if kind == "p":
+                parts[slot] = frame
+            elif kind == "s":
+                sketches[slot] = sketch.finish_values(frame)
+            else:
+                dists[slot] = frame
         return parts, sketches, dists
 
     def compact(self) -> None:
-        """Merge accumulated partial frames so many small batches do not pile up."""
-        for slot, frames in self.partials.items():
+        """Concatenate accumulated contribution frames so many small batches do not pile up."""
+        for name, frames in self.contributions.items():
             if len(frames) > 8:
-                self.partials[slot] = [merge_partials(frames)]
-        for slot, dframes in self.distributions.items():
-            if len(dframes) > 8:
-                self.distributions[slot] = [
-                    pl.concat(dframes).group_by(KEY, START, "category").agg(pl.col("count").sum())
-                ]
+                self.contributions[name] = [pl.concat(frames)]
 
     def clear(self) -> None:
         """Forget everything (after it was checkpointed)."""
-        self.partials.clear()
-        self.sketches.clear()
-        self.distributions.clear()
+        self.contributions.clear()
+        self._cache = None

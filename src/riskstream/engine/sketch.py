@@ -62,6 +62,11 @@ def compact_values(frames: list[pl.DataFrame]) -> pl.DataFrame:
         .group_by("key", "start")
         .agg(pl.col("vals").explode().drop_nulls().unique())
     )
+    return finish_values(merged)
+
+
+def finish_values(merged: pl.DataFrame) -> pl.DataFrame:
+    """One row per (key, start) with its distinct ``vals``: buckets over the limit become sketches."""
     big = merged.filter(pl.col("vals").list.len() > EXACT_LIMIT)
     small = merged.filter(pl.col("vals").list.len() <= EXACT_LIMIT).with_columns(
         pl.lit(None, pl.Binary).alias("hll")

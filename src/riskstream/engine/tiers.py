@@ -35,20 +35,19 @@ def start_expr(time: pl.Expr, tier: str) -> pl.Expr:
 
 def partials(contrib: pl.DataFrame, tier: str, time_col: str = "_t") -> pl.DataFrame:
     """Aggregate contributions (``key``, time, ``v``) into one partial per (key, bucket start)."""
+    return partials_lazy(contrib.lazy(), tier, time_col).collect()
+
+
+def partials_lazy(contrib: pl.LazyFrame, tier: str, time_col: str = "_t") -> pl.LazyFrame:
+    """The query behind :func:`partials` (to collect several in parallel)."""
     v = pl.col(VALUE)
-    return (
-        contrib.lazy()
-        .with_columns(start_expr(pl.col(time_col), tier).alias(START))
-        .group_by(KEY, START)
-        .agg(
-            pl.len().cast(pl.Int64).alias("count"),
-            v.sum().alias("sum"),
-            v.min().alias("min"),
-            v.max().alias("max"),
-            # var(ddof=0) * n is the sum of squared deviations, and a fast aggregation.
-            (v.var(ddof=0) * pl.len()).fill_null(0.0).alias("m2"),
-        )
-        .collect()
+    return contrib.group_by(KEY, start_expr(pl.col(time_col), tier).alias(START)).agg(
+        pl.len().cast(pl.Int64).alias("count"),
+        v.sum().alias("sum"),
+        v.min().alias("min"),
+        v.max().alias("max"),
+        # var(ddof=0) * n is the sum of squared deviations, and a fast aggregation.
+        (v.var(ddof=0) * pl.len()).fill_null(0.0).alias("m2"),
     )
 
 

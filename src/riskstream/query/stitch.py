@@ -46,17 +46,26 @@ def ceil_to(t: int, tier: str) -> int:
 def available_from(
     watermark: int | None, tiers: Sequence[str], retention_ms: Mapping[Any, int]
 ) -> dict[str, int]:
-    """First retained instant per tier, aligned to the next coarser tier so edges can always be covered."""
+    """First retained instant per tier, such that any edge can always be covered.
+
+    Two invariants make the greedy cover always succeed: a tier's first instant is a
+    bucket boundary of the next coarser tier, and it is never earlier than that
+    coarser tier's (a finer tier cannot start before the tier that has to carry the
+    range up to it). A retention shorter than the next coarser bucket therefore
+    buys no finer resolution in the past, only beyond that boundary.
+    """
     ladder = sorted(tiers, key=TIER_ORDER.index)
     if watermark is None:
         return {t: -(2**62) for t in ladder}
     out: dict[str, int] = {}
-    for i, tier in enumerate(ladder):
+    for i in range(len(ladder) - 1, -1, -1):  # coarsest first
+        tier = ladder[i]
         start = bucket_start(watermark - retention_ms[tier], tier)
         if i + 1 < len(ladder):
-            start = ceil_to(start, ladder[i + 1])
+            coarser = ladder[i + 1]
+            start = max(ceil_to(start, coarser), out[coarser])
         out[tier] = start
-    return out
+    return {t: out[t] for t in ladder}
 
 
 def plan_range(frm: int, to: int, tiers: Sequence[str], avail: Mapping[str, int]) -> Plan:

@@ -75,7 +75,7 @@ def main() -> int:
                 .current()
             )
             win.update(counter(f"{dim}_{label}"))
-    app.run(timeout=15.0)  # a safety net: ends 15 s after the last message if a count falls short
+    app.run(timeout=60.0)  # a safety net: ends 60 s after the last message if a count falls short
     print(
         json.dumps(
             {

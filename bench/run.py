@@ -315,7 +315,10 @@ def bench_kafka(
                         str(state),
                     ]
                 )
-                secs.append(json.loads(res["stdout"].strip().splitlines()[-1])["seconds"])
+                got = json.loads(res["stdout"].strip().splitlines()[-1])
+                if got["seconds"] <= 0 or min(got["updates"].values()) < events:
+                    raise RuntimeError(f"quix run did not see every event: {got}")
+                secs.append(got["seconds"])
                 out["quix_rss_mib"] = res["rss_mib"]
                 shutil.rmtree(state, ignore_errors=True)
             out["quix"] = {"seconds": secs, "median_s": median(secs), "eps": events / median(secs)}
@@ -354,9 +357,9 @@ def bench_kafka(
 def latency_spec(work: Path) -> Path:
     text = SPEC.read_text()
     text = text.replace(
-        "checkpoint: {every: 1s, events: 200000}", "checkpoint: {every: 100ms, events: 200000}"
+        "checkpoint: {every: 1s, events: 200000}", "checkpoint: {every: 200ms, events: 200000}"
     )
-    text = text.replace("batch_size: 20000", "batch_size: 2000")
+    text = text.replace("batch_size: 20000", "batch_size: 10000")
     text = text.replace(
         "  - {kind: file, path: cases.jsonl}",
         f"  - {{kind: file, path: {work / 'latency-cases.jsonl'}}}",
@@ -440,7 +443,12 @@ def bench_latency(
                 producer.poll(0)
         producer.flush()
         produced_s = time.time() - t0
-        time.sleep(3.0)
+        # Let the engine drain what it has not processed yet: until no new case for 3 s.
+        last, quiet_since = -1, time.time()
+        while time.time() - quiet_since < 3.0 and time.time() - t0 < seconds + 120:
+            time.sleep(0.2)
+            if len(samples) != last:
+                last, quiet_since = len(samples), time.time()
         stop.set()
         tailer.join(timeout=10)
         proc.terminate()
@@ -478,7 +486,7 @@ from riskstream.spec.load import load_spec
 from riskstream.store.duck import Store
 from riskstream.query.range import query_range
 spec = load_spec(Path(sys.argv[1]))
-store = Store(sys.argv[2], read_only=True)
+store = Store(sys.argv[2], read_only=True, keep_open=sys.argv[4] == "keep")
 n = int(sys.argv[3])
 wm = int(store.meta()["watermark"])
 keys = [r[0] for r in store.select(
@@ -503,8 +511,13 @@ print(json.dumps({"n": n, "p50": lat[n // 2], "p99": lat[int(n * 0.99) - 1], "ma
 
 
 def bench_query(store: Path, n: int = 2000) -> dict[str, Any]:
-    res = run_child([PY, "-c", QUERY_CODE, str(SPEC), str(store), str(n)], env=env_for(None))
-    return dict(json.loads(res["stdout"].strip().splitlines()[-1]))
+    """p50/p99 of ``query_range`` with a connection per call and with a kept connection."""
+    out: dict[str, Any] = {}
+    for mode, count in (("open", max(50, n // 10)), ("keep", n)):
+        args = [PY, "-c", QUERY_CODE, str(SPEC), str(store), str(count), mode]
+        res = run_child(args, env=env_for(None))
+        out[mode] = json.loads(res["stdout"].strip().splitlines()[-1])
+    return out
 
 
 # ---- report -------------------------------------------------------------------------------
@@ -598,7 +611,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             "### Latency from Kafka at a steady rate",
             "",
             f"{lat['rate']:,} events/s offered ({lat['achieved_rate']:,.0f} achieved) for {lat['seconds']:.0f} s, "
-            f"checkpoint every 100 ms, batch 2,000; {lat['cases']} cases measured after a 5 s warm-up.",
+            f"checkpoint every 200 ms, batch up to 10,000; {lat['cases']} cases measured after a 5 s warm-up.",
             "",
             "| event produced -> case line in the file sink | p50 | p90 | p99 | max |",
             "| --- | ---: | ---: | ---: | ---: |",
@@ -610,13 +623,21 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines += [
             "### Stitched 90-day query, in process",
             "",
-            f"`query_range` on {qr['n']} random cards of the 1M-event store, edges inside the second tier.",
+            "`query_range` for the `card` metric on random cards of the 1M-event store, edges inside the second tier.",
             "",
-            "| p50 ms | p99 ms | max ms |",
-            "| ---: | ---: | ---: |",
-            f"| {qr['p50']:.3f} | {qr['p99']:.3f} | {qr['max']:.3f} |",
-            "",
+            "| store access | queries | p50 ms | p99 ms | max ms |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
+        for mode, label in (
+            ("open", "`Store(dir, read_only=True)`: a connection per call"),
+            ("keep", "`Store(dir, read_only=True, keep_open=True)`: one kept connection"),
+        ):
+            r = qr.get(mode)
+            if r:
+                lines.append(
+                    f"| {label} | {r['n']} | {r['p50']:.3f} | {r['p99']:.3f} | {r['max']:.3f} |"
+                )
+        lines.append("")
     mem = results.get("memory")
     if mem:
         lines += [
@@ -654,10 +675,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated: limit,file,duckdb,kafka,latency,query,memory"
     )
     ap.add_argument("--skip-kafka", action="store_true")
+    ap.add_argument("--latency-seconds", type=float, default=30.0, help="steady-rate run length")
     ap.add_argument("--skip-quix", action="store_true")
     ap.add_argument("--before-src", type=Path, help="also run the engine from this src tree")
     ap.add_argument(
-        "--data", type=Path, default=ROOT / "bench" / ".data", help="generated event files"
+        "--data", type=Path, default=ROOT / "bench" / "out" / "data", help="generated event files"
     )
     ap.add_argument("--work", type=Path, default=None, help="scratch dir (default: a temp dir)")
     ap.add_argument("--json", type=Path, help="also write the raw results as JSON")
@@ -698,12 +720,14 @@ def main(argv: list[str] | None = None) -> int:
         if want(name):
             log(f"{key} ({ev:,} events)")
             block[key] = fn()
+            if args.json:  # keep what is measured so far
+                args.json.write_text(json.dumps(results, indent=2, default=str))
             log(
                 f"{key}: {json.dumps({k: v for k, v in block[key].items() if k != 'seconds'}, default=str)[:300]}"
             )
     if want("latency"):
         log("latency at 14,000 events/s from Kafka")
-        results["latency"] = bench_latency(path, work)
+        results["latency"] = bench_latency(path, work, seconds=args.latency_seconds)
         log(f"latency: {results['latency']}")
     if want("query"):
         store = block.get("file", {}).get("store")

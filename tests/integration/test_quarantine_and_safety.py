@@ -203,9 +203,9 @@ def test_store_error_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path:
         "metrics:\n  card: {dimension: [card], value: amount, stats: [count, sum, min, max]}\n"
     )
 
-    def small_disk() -> None:  # a "disk" that fills after ~1.5 MB per file
+    def small_disk() -> None:  # a "disk" that fills after ~0.8 MB per file
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (800_000, 800_000))
 
     cmd = [
         sys.executable,

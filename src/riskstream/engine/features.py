@@ -55,6 +55,48 @@ class Request:
     window_ms: int
 
 
+HASH = "_h"
+
+
+def keyed(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with a 64-bit hash of its key (``_h``), sorted by it, for :func:`gather_keys`."""
+    if HASH not in frame.columns:
+        frame = frame.with_columns(pl.col(KEY).hash().alias(HASH))
+    return frame.sort(HASH)
+
+
+def gather_keys(
+    frames: list[pl.DataFrame], keys: pl.Series, schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """The rows of ``frames`` whose key hash is one of ``keys``' hashes, without a scan.
+
+    Each frame is kept sorted by the key's hash (sorted here, once, if it is not), so the
+    rows of a key are one slice found by binary search: the cost follows the batch's keys and
+    their rows, not the size of the state. A hash collision only brings extra rows, which the
+    exact join on the key in :func:`compute` drops.
+    """
+    wanted = np.unique(keys.drop_nulls().hash().to_numpy())
+    parts: list[pl.DataFrame] = []
+    for i, frame in enumerate(frames):
+        if not frame.height or not len(wanted):
+            continue
+        if HASH not in frame.columns or not frame[HASH].flags["SORTED_ASC"]:
+            frame = frames[i] = keyed(frame)
+        col = frame[HASH].to_numpy()
+        lo = np.searchsorted(col, wanted, side="left")
+        hi = np.searchsorted(col, wanted, side="right")
+        n = hi - lo
+        total = int(n.sum())
+        if not total:
+            continue
+        first = np.cumsum(n) - n
+        idx = np.repeat(lo - first, n) + np.arange(total, dtype=np.int64)
+        parts.append(frame.select(pl.exclude(HASH))[idx])
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(parts)
+
+
 def state_rows(contrib: pl.DataFrame, tier: str) -> pl.DataFrame:
     """Aggregate contributions into feature-state rows (key, bucket, count, sum, sumsq, min, max)."""
     v = pl.col(VALUE).fill_null(0.0)
@@ -104,12 +146,9 @@ def compute(
         pl.col("_c").fill_null(False),
         (pl.col("_pos") + 1).alias("rank"),
     )
-    qq = (
-        qq.sort("_pos")
-        .with_columns(pl.col("b").cum_max().shift(1).over(KEY).alias("_prev"))
-        .with_columns(
-            (pl.col("_prev").is_null() | (pl.col("b") >= pl.col("_prev"))).alias("_inorder")
-        )
+    qq = qq.sort("_pos")
+    qq = qq.with_columns(
+        pl.Series("_inorder", _in_order(qq["code"].to_numpy(), qq["b"].to_numpy()))
     )
     st = state.join(keys, on=KEY, how="inner").select(
         "code", "b", pl.lit(0, pl.Int64).alias("rank"), "count", "sum", "sumsq", "min", "max"
@@ -211,6 +250,30 @@ def compute(
             series = series.cast(pl.Int64)
         out[req.name] = series
     return pl.DataFrame(list(out.values())) if out else pl.DataFrame()
+
+
+def _in_order(code: npt.NDArray[np.integer], b: I64) -> npt.NDArray[np.bool_]:
+    """Per row (in ingestion order): is ``b`` >= the bucket of every earlier row of its key?
+
+    A cumulative max within groups, vectorized: rows stably sorted by key code, then one
+    running max over ``code * span + b`` (codes are increasing, so groups do not mix).
+    """
+    n = len(code)
+    out = np.ones(n, dtype=np.bool_)
+    if n < 2:
+        return out
+    order = np.argsort(code, kind="stable")
+    c = code[order].astype(np.int64)
+    # Dense ranks of the buckets keep ``code * span + rel`` far from int64 overflow.
+    rel = np.unique(b[order], return_inverse=True)[1].astype(np.int64).reshape(-1)
+    span = int(rel.max()) + 1
+    comp = c * span + rel
+    run = np.maximum.accumulate(comp)
+    same = c[1:] == c[:-1]
+    ok = np.ones(n, dtype=np.bool_)
+    ok[1:] = ~same | (comp[1:] >= run[:-1])
+    out[order] = ok
+    return out
 
 
 def _composite(

@@ -9,12 +9,14 @@ import polars as pl
 
 from riskstream.engine import sketch
 from riskstream.engine.decode import SEQ, TIME
-from riskstream.engine.tiers import KEY, START, VALUE, partials_lazy, start_expr
+from riskstream.engine.tiers import KEY, START, VALUE, start_expr
 from riskstream.rules import CompiledExpr, ListValues
 from riskstream.spec.model import MetricSpec
 
 NUMERIC_VALUE_STATS = frozenset({"sum", "avg", "min", "max", "var", "stddev"})
 CATEGORY = "c"
+#: Per-checkpoint dense key code carried by pending frames (see ``Pending._aggregate``).
+CODE = "_code"
 
 
 @dataclass
@@ -128,9 +130,32 @@ class Pending:
                 continue
             stats, tiers = self._shape[name]
             contrib = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+            # A dense code per key of this checkpoint (``_code``) rides along in every frame,
+            # so the store maps keys to its ids once per key, not once per bucket row.
+            codes = contrib.select(pl.col(KEY).unique()).with_row_index(CODE)
+            contrib = contrib.join(codes, on=KEY, how="left")
             for tier in tiers:
                 slot = (name, tier)
-                jobs.append(("p", slot, partials_lazy(contrib.lazy(), tier)))
+                # Grouped by the integer code (faster than by the key text); the key rides along.
+                start = start_expr(pl.col(TIME), tier).alias(START)
+                v = pl.col(VALUE)
+                jobs.append(
+                    (
+                        "p",
+                        slot,
+                        contrib.lazy()
+                        .group_by(CODE, start)
+                        .agg(
+                            pl.col(KEY).first(),
+                            pl.len().cast(pl.Int64).alias("count"),
+                            v.sum().alias("sum"),
+                            v.min().alias("min"),
+                            v.max().alias("max"),
+                            (v.var(ddof=0) * pl.len()).fill_null(0.0).alias("m2"),
+                        )
+                        .select(KEY, START, "count", "sum", "min", "max", "m2", CODE),
+                    )
+                )
                 if "distinct" in stats:
                     jobs.append(
                         (
@@ -138,8 +163,9 @@ class Pending:
                             slot,
                             contrib.lazy()
                             .filter(pl.col(CATEGORY).is_not_null())
-                            .group_by(KEY, start_expr(pl.col(TIME), tier).alias(START))
-                            .agg(pl.col(CATEGORY).unique().alias("vals")),
+                            .group_by(CODE, start)
+                            .agg(pl.col(KEY).first(), pl.col(CATEGORY).unique().alias("vals"))
+                            .select(KEY, START, "vals", CODE),
                         )
                     )
                 if "distribution" in stats:

@@ -227,19 +227,14 @@ class Pipeline:
             queries = frame.select(m.key_expr().alias(KEY), pl.col(TIME), pl.col(SEQ))
             avail = self.available_from()[tier]
             if group.numeric:
-                state = (
-                    pl.concat(group.tail) if group.tail else pl.DataFrame(schema=feat.STATE_SCHEMA)
-                )
+                # Only the rows of this batch's keys, found by binary search in key-sorted frames.
+                state = feat.gather_keys(group.tail, queries[KEY], feat.STATE_SCHEMA)
                 # Only buckets the store retains count, so a restarted engine sees the same state.
                 state = state.filter(pl.col("b") >= avail)
                 out = feat.compute(queries, contribs[metric], state, tier, group.numeric)
                 cols.extend(out.get_columns())
             if group.distinct:
-                vstate = (
-                    pl.concat(group.values)
-                    if group.values
-                    else pl.DataFrame(schema=dfeat.VALUE_STATE_SCHEMA)
-                )
+                vstate = feat.gather_keys(group.values, queries[KEY], dfeat.VALUE_STATE_SCHEMA)
                 vstate = vstate.filter(pl.col("b") >= avail)
                 out = dfeat.compute_distinct(
                     queries, contribs[metric], vstate, tier, group.distinct
@@ -254,16 +249,18 @@ class Pipeline:
             if group.numeric:
                 rows = feat.state_rows(contribs[metric], tier)
                 if rows.height:
-                    group.tail.append(rows)
+                    group.tail.append(feat.keyed(rows))
                 if cutoff is not None and len(group.tail) > 16:
-                    group.tail = [pl.concat(group.tail).filter(pl.col("b") >= cutoff)]
+                    group.tail = [feat.keyed(pl.concat(group.tail).filter(pl.col("b") >= cutoff))]
             if group.distinct:
                 vals = dfeat.value_rows(contribs[metric], tier)
                 if vals.height:
-                    group.values.append(vals)
+                    group.values.append(feat.keyed(vals))
                     group.new_values.append(vals)
                 if cutoff is not None and len(group.values) > 16:
-                    group.values = [pl.concat(group.values).filter(pl.col("b") >= cutoff).unique()]
+                    group.values = [
+                        feat.keyed(pl.concat(group.values).filter(pl.col("b") >= cutoff).unique())
+                    ]
 
     def _rules(self, frame: pl.DataFrame) -> list[Case]:
         if not self.rules:

@@ -38,8 +38,11 @@ def partials(contrib: pl.DataFrame, tier: str, time_col: str = "_t") -> pl.DataF
     return partials_lazy(contrib.lazy(), tier, time_col).collect()
 
 
-def partials_lazy(contrib: pl.LazyFrame, tier: str, time_col: str = "_t") -> pl.LazyFrame:
-    """The query behind :func:`partials` (to collect several in parallel)."""
+def partials_lazy(
+    contrib: pl.LazyFrame, tier: str, time_col: str = "_t", extra: list[pl.Expr] | None = None
+) -> pl.LazyFrame:
+    """The query behind :func:`partials` (to collect several in parallel); ``extra``
+    aggregations are appended after the partial's columns."""
     v = pl.col(VALUE)
     return contrib.group_by(KEY, start_expr(pl.col(time_col), tier).alias(START)).agg(
         pl.len().cast(pl.Int64).alias("count"),
@@ -48,6 +51,7 @@ def partials_lazy(contrib: pl.LazyFrame, tier: str, time_col: str = "_t") -> pl.
         v.max().alias("max"),
         # var(ddof=0) * n is the sum of squared deviations, and a fast aggregation.
         (v.var(ddof=0) * pl.len()).fill_null(0.0).alias("m2"),
+        *(extra or []),
     )
 
 

@@ -27,7 +27,7 @@ Item = tuple[int, int, bytes]
 class Aligner:
     """Per-partition buffers merged by message timestamp."""
 
-    def __init__(self, wait_s: float = 2.0) -> None:
+    def __init__(self, wait_s: float = 10.0) -> None:
         self.wait_s = wait_s
         self.buffers: dict[str, deque[Item]] = {}
         self._last_ts: dict[str, int] = {}

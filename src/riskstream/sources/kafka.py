@@ -9,17 +9,29 @@ Where a partition starts when it is assigned (consumer group)
     Offsets are committed to Kafka only *after* the store holds them (asynchronously after
     each checkpoint, synchronously when partitions are revoked and at close), so the
     committed offset never runs ahead of what some engine's store counted. One engine: the
-    store is the source of truth (committed <= stored) -- exactly-once across crashes.
+    store is the source of truth (committed <= stored) -- exactly-once across crashes. A
+    fresh data dir joining an existing group continues at the group's committed offsets
+    (use a new group, or a replay, to count a topic again).
     Several engines in one group, each with its own data dir: a partition handed over
     continues at the committed offset, which the previous owner wrote right after
-    checkpointing it (on revoke), so every event is counted by exactly one store.
+    checkpointing it (on revoke), so every event is counted by exactly one store; a metric's
+    totals are the sum over the stores. Features of a key whose partition moved see only the
+    new owner's history until their windows refill.
 
 Rebalance
     ``on_revoke``: the runner's checkpoint callback runs first (it writes the pending state),
     then the revoked partitions' stored positions are committed synchronously, then they are
     given up. ``on_lost`` (the group dropped us, e.g. a long broker outage): checkpoint too,
-    but nothing can be committed. ``on_assign`` of partitions this engine did not hold just
-    before: the runner's reload callback reloads the pipeline state from its store.
+    but nothing can be committed (with several engines, the events since the last commit may
+    then be counted twice; one engine stays exact). ``on_assign`` of partitions this engine
+    did not hold just before: the runner's reload callback reloads the pipeline state from
+    its store.
+
+Order
+    Partitions are merged by message timestamp (see ``_kafka_align``), so an engine catching
+    up does not run one partition's event time far ahead of another's. Lateness is judged
+    against the engine's watermark: events of a partition arriving more than ``max_lateness``
+    behind the others (e.g. handed over with an old backlog) are quarantined as too late.
 
 Replay (``from_ms``/``to_ms``)
     No group: partitions are assigned directly, so the live group is never disturbed. Each
@@ -28,6 +40,10 @@ Replay (``from_ms``/``to_ms``)
     time is outside ``[from, to)`` are dropped here (not counted, not quarantined). Kafka
     message timestamps must be close to event times (producers should set them to the event
     time) for the offsets to bracket the range.
+
+``source.options``: ``kafka.<setting>`` (any librdkafka setting; ``kafka.<setting>_env``
+reads it from an environment variable), ``auto_offset_reset``, ``dead_letter_topic``,
+``dead_letter_brokers``, ``avro_wire: confluent`` (Schema Registry framing), ``align_wait_s``.
 """
 
 from __future__ import annotations
@@ -101,7 +117,7 @@ class KafkaSource(PartitionOwnership):
 
         self._next: dict[str, int] = {}  # next offset to hand to the engine, per partition
         self._fetched: dict[str, int] = {}  # next offset to fetch (buffered ones are between)
-        self._aligner = Aligner(float(options.get("align_wait_s", "2")))
+        self._aligner = Aligner(float(options.get("align_wait_s", "10")))
         self._checkpointed: dict[str, int] = {}  # what the store holds (safe to commit)
         self._committed: dict[str, int] = {}  # last offsets sent to Kafka
         self._assigned: set[str] = set()

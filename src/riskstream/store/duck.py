@@ -11,13 +11,18 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from riskstream.engine import sketch
+from riskstream.engine.features import HASH, gather_keys, keyed
+from riskstream.engine.metrics import CODE
 from riskstream.errors import StoreError
 from riskstream.sinks.case import Case
 from riskstream.store.checkpoint import Checkpoint
@@ -31,12 +36,22 @@ class Store:
     """Access to ``DATA_DIR/riskstream.duckdb``; every method opens, works, closes."""
 
     def __init__(
-        self, data_dir: str | Path, *, read_only: bool = False, lock_wait_s: float = 30.0
+        self,
+        data_dir: str | Path,
+        *,
+        read_only: bool = False,
+        lock_wait_s: float = 30.0,
+        keep_open: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_NAME
         self.read_only = read_only
         self.lock_wait_s = lock_wait_s
+        #: Read-only only: keep one connection for every call (a query service over a store no
+        #: engine is writing; it holds DuckDB's file lock, so a writer in another process waits).
+        self.keep_open = keep_open and read_only
+        self._kept: duckdb.DuckDBPyConnection | None = None
+        self._dict: _Dictionary | None = None
         if not read_only:
             try:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,11 +74,24 @@ class Store:
         (the engine thread and the HTTP API share the file; DuckDB refuses two
         handles opened at the same moment).
         """
-        with _process_lock(self.path), self._open() as con:
-            yield con
+        with _process_lock(self.path):
+            if self.keep_open:
+                if self._kept is None:
+                    with self._open(close=False) as con:
+                        self._kept = con
+                yield self._kept
+                return
+            with self._open() as con:
+                yield con
+
+    def close(self) -> None:
+        """Close the kept connection (``keep_open``), if any."""
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
 
     @contextmanager
-    def _open(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _open(self, *, close: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + self.lock_wait_s
         delay = 0.005
         while True:
@@ -86,7 +114,8 @@ class Store:
         try:
             yield con
         finally:
-            con.close()
+            if close:
+                con.close()
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute("CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
@@ -171,24 +200,137 @@ class Store:
                     self._write(con, cp)
                     con.execute("COMMIT")
                 except BaseException:
+                    self._dict = None  # may hold ids the rollback took back
                     con.execute("ROLLBACK")
                     raise
         except duckdb.Error as exc:
             raise StoreError(f"checkpoint failed: {_first_line(exc)}") from None
 
-    def _write(self, con: duckdb.DuckDBPyConnection, cp: Checkpoint) -> None:
-        self._append(con, "buckets", cp.partials, ["key", "start", *_NUMERIC])
-        self._append(con, "sketches", cp.sketches, ["key", "start", "vals", "hll"])
-        self._append(con, "distributions", cp.distributions, ["key", "start", "category", "count"])
-        for (metric, tier), values in cp.feature_values.items():
-            if not values.height:
-                continue
-            rows = values.select("key", "b", "c").with_columns(
-                pl.lit(metric).alias("metric"), pl.lit(tier).alias("tier")
+    # Bucket, sketch and feature-value rows are stored with integer ids: ``slots`` for
+    # (metric, tier) and ``keys`` for the key text (see schema version 2). The ids this
+    # process assigned are cached and checked against the table sizes in each transaction.
+
+    def _ids(self, con: duckdb.DuckDBPyConnection) -> _Dictionary:
+        sizes = con.execute(
+            "SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM slots)"
+        ).fetchall()[0]
+        d = self._dict
+        if d is None or (d.size, len(d.slots)) != tuple(sizes):
+            keys = pl.from_arrow(con.sql("SELECT key, kid FROM keys").to_arrow_table())
+            assert isinstance(keys, pl.DataFrame)
+            slots = {
+                (str(m), str(t)): int(i)
+                for i, m, t in con.execute("SELECT slot, metric, tier FROM slots").fetchall()
+            }
+            runs = [keyed(keys.cast({"kid": pl.UInt32}))] if keys.height else []
+            d = self._dict = _Dictionary(runs, keys.height, slots)
+        return d
+
+    def _slot(self, con: duckdb.DuckDBPyConnection, d: _Dictionary, metric: str, tier: str) -> int:
+        slot = d.slots.get((metric, tier))
+        if slot is None:
+            slot = len(d.slots)
+            con.execute("INSERT INTO slots VALUES (?, ?, ?)", [slot, metric, tier])
+            d.slots[(metric, tier)] = slot
+        return slot
+
+    def _key_ids(
+        self, con: duckdb.DuckDBPyConnection, d: _Dictionary, frames: list[pl.DataFrame]
+    ) -> pl.DataFrame:
+        """``key -> kid`` for every key of ``frames``, adding new keys to the dictionary.
+
+        The dictionary is a few runs sorted by key hash: a lookup is a binary search per key
+        (:func:`gather_keys`), not a scan or a hash table over every key ever seen.
+        """
+        keys = pl.concat([f.select("key") for f in frames]).unique()
+        cand = gather_keys(d.runs, keys["key"], {"key": pl.String(), "kid": pl.UInt32()})
+        found = keys.join(cand.select("key", "kid"), on="key", how="left")
+        new = found.filter(pl.col("kid").is_null()).select("key")
+        if not new.height:
+            return found
+        new = new.with_columns((pl.int_range(pl.len(), dtype=pl.UInt32) + d.size).alias("kid"))
+        con.register("_k", new.select("kid", "key").to_arrow())
+        con.execute("INSERT INTO keys SELECT kid, key FROM _k")
+        con.unregister("_k")
+        d.runs.append(keyed(new))
+        d.size += new.height
+        if len(d.runs) > 8:
+            d.runs = [keyed(pl.concat([r.select("key", "kid", HASH) for r in d.runs]))]
+        return pl.concat([found.filter(pl.col("kid").is_not_null()), new])
+
+    def _write_rows(self, con: duckdb.DuckDBPyConnection, cp: Checkpoint) -> None:
+        parts = {s: f for s, f in cp.partials.items() if f.height}
+        sketches = {s: f for s, f in cp.sketches.items() if f.height}
+        values = {s: f for s, f in cp.feature_values.items() if f.height}
+        if not (parts or sketches or values):
+            return
+        d = self._ids(con)
+        # Every tier of a metric has the same keys: take them from its smallest frame. Frames
+        # from the engine carry a per-checkpoint key code (``_code``): ids map by code, once per
+        # key; other frames (feature values, hand-made checkpoints) join on the key text.
+        smallest: dict[str, pl.DataFrame] = {}
+        for (metric, _), f in [*parts.items(), *sketches.items()]:
+            if CODE in f.columns and (metric not in smallest or f.height < smallest[metric].height):
+                smallest[metric] = f
+        by_code = {m: f.select("key", CODE).unique(CODE) for m, f in smallest.items()}
+        plain = [f for (m, _), f in [*parts.items(), *sketches.items()] if m not in by_code]
+        ids = self._key_ids(con, d, [*by_code.values(), *plain, *values.values()])
+        maps: dict[str, npt.NDArray[np.uint32]] = {}
+        for metric, m in by_code.items():
+            pairs = m.join(ids, on="key", how="left")
+            arr = np.zeros(int(pairs[CODE].max() or 0) + 1, dtype=np.uint32)  # type: ignore[arg-type]
+            arr[pairs[CODE].to_numpy()] = pairs["kid"].to_numpy()
+            maps[metric] = arr
+        ids_lazy = ids.lazy()
+
+        def with_kid(metric: str, f: pl.DataFrame) -> pl.LazyFrame:
+            arr = maps.get(metric)
+            if arr is not None and CODE in f.columns:
+                return f.lazy().with_columns(pl.Series("kid", arr[f[CODE].to_numpy()]))
+            return f.lazy().join(ids_lazy, on="key", how="left")
+
+        # A metric without numeric values (distinct only) keeps its count in the sketch row.
+        counted: dict[tuple[str, str], pl.DataFrame] = {}
+        for slot, f in list(parts.items()):
+            if slot in sketches and f["min"].null_count() == f.height:
+                by = [CODE] if CODE in f.columns and CODE in sketches[slot].columns else ["key"]
+                counted[slot] = f.select(*by, "start", "count")
+                del parts[slot]
+        jobs: list[tuple[str, pl.LazyFrame]] = []
+
+        def encode(table: str, slot: tuple[str, str], lf: pl.LazyFrame, cols: list[str]) -> None:
+            sid = self._slot(con, d, *slot)
+            jobs.append((table, lf.select(pl.lit(sid, pl.UInt16).alias("slot"), "kid", *cols)))
+
+        for slot, f in parts.items():
+            encode("bucket_rows", slot, with_kid(slot[0], f), ["start", *_NUMERIC])
+        for slot, f in sketches.items():
+            lf = with_kid(slot[0], f)
+            if slot in counted:
+                by = [c for c in counted[slot].columns if c != "count"]
+                lf = lf.join(counted[slot].lazy(), on=by, how="left")
+            else:
+                lf = lf.with_columns(pl.lit(None, pl.Int64).alias("count"))
+            encode("sketch_rows", slot, lf, ["start", "vals", "hll", "count"])
+        for slot, f in values.items():
+            encode("value_rows", slot, with_kid(slot[0], f.select("key", "b", "c")), ["b", "c"])
+        done = pl.collect_all([lf for _, lf in jobs])
+        for table in ("bucket_rows", "sketch_rows", "value_rows"):
+            self._insert(
+                con, table, [f for (t, _), f in zip(jobs, done, strict=True) if t == table]
             )
-            con.register("_v", rows.to_arrow())
-            con.execute("INSERT INTO feature_values SELECT metric, tier, key, b, c FROM _v")
-            con.unregister("_v")
+
+    @staticmethod
+    def _insert(con: duckdb.DuckDBPyConnection, table: str, frames: list[pl.DataFrame]) -> None:
+        if not frames:
+            return
+        con.register("_rows", pl.concat(frames, how="vertical_relaxed").to_arrow())
+        con.execute(f"INSERT INTO {table} SELECT * FROM _rows")
+        con.unregister("_rows")
+
+    def _write(self, con: duckdb.DuckDBPyConnection, cp: Checkpoint) -> None:
+        self._write_rows(con, cp)
+        self._append(con, "distributions", cp.distributions, ["key", "start", "category", "count"])
         for partition, pos in cp.positions.items():
             con.execute(
                 "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", [cp.source, partition, pos]
@@ -212,8 +354,16 @@ class Store:
             con.register("_c", frame.to_arrow())
             con.execute("INSERT INTO cases SELECT * FROM _c ON CONFLICT DO NOTHING")
             con.unregister("_c")
-        for rule, key, until in cp.throttles:
-            con.execute("INSERT OR REPLACE INTO throttles VALUES (?, ?, ?)", [rule, key, until])
+        if cp.throttles:
+            # One statement for all of them; the last one per (rule, key) wins, as row by row.
+            throttles = pl.DataFrame(
+                cp.throttles,
+                schema={"rule": pl.String, "key": pl.String, "until_ms": pl.Int64},
+                orient="row",
+            ).unique(["rule", "key"], keep="last", maintain_order=True)
+            con.register("_t", throttles.to_arrow())
+            con.execute("INSERT OR REPLACE INTO throttles SELECT rule, key, until_ms FROM _t")
+            con.unregister("_t")
         for rule, hits in cp.rule_hits.items():
             con.execute(
                 "INSERT INTO rule_hits VALUES (?, ?) ON CONFLICT DO UPDATE SET hits = rule_hits.hits + EXCLUDED.hits",
@@ -248,41 +398,41 @@ class Store:
         """Fold the rows of each bucket into one (appends leave one row per checkpoint)."""
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            keys = "metric, tier, key, start"
-            match = (
-                "t.metric = d.metric AND t.tier = d.tier AND t.key = d.key AND t.start = d.start"
-            )
+            keys = "slot, kid, start"
+            match = "t.slot = d.slot AND t.kid = d.kid AND t.start = d.start"
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _dup AS SELECT {keys} FROM buckets GROUP BY ALL HAVING count(*) > 1"
+                f"CREATE OR REPLACE TEMP TABLE _dup AS SELECT {keys} FROM bucket_rows GROUP BY ALL HAVING count(*) > 1"
             )
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE _folded AS
                 SELECT {keys}, sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
                        sum(m2 + count * (sum / count - gsum / gcount) ** 2) AS m2
                 FROM (SELECT b.*, sum(b.sum) OVER w AS gsum, sum(b.count) OVER w AS gcount
-                      FROM buckets b SEMI JOIN _dup USING ({keys})
+                      FROM bucket_rows b SEMI JOIN _dup USING ({keys})
                       WINDOW w AS (PARTITION BY {keys}))
                 GROUP BY {keys}"""
             )
-            con.execute(f"DELETE FROM buckets t USING _dup d WHERE {match}")
-            con.execute("INSERT INTO buckets SELECT * FROM _folded")
+            con.execute(f"DELETE FROM bucket_rows t USING _dup d WHERE {match}")
+            con.execute("INSERT INTO bucket_rows SELECT * FROM _folded")
+            dkeys = "metric, tier, key, start"
+            dmatch = (
+                "t.metric = d.metric AND t.tier = d.tier AND t.key = d.key AND t.start = d.start"
+            )
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _dup AS SELECT {keys}, category FROM distributions
+                f"""CREATE OR REPLACE TEMP TABLE _dup AS SELECT {dkeys}, category FROM distributions
                 GROUP BY ALL HAVING count(*) > 1"""
             )
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _folded AS SELECT {keys}, category, sum(count) AS count
-                FROM distributions SEMI JOIN _dup USING ({keys}, category) GROUP BY ALL"""
+                f"""CREATE OR REPLACE TEMP TABLE _folded AS SELECT {dkeys}, category, sum(count) AS count
+                FROM distributions SEMI JOIN _dup USING ({dkeys}, category) GROUP BY ALL"""
             )
             con.execute(
-                f"DELETE FROM distributions t USING _dup d WHERE {match} AND t.category = d.category"
+                f"DELETE FROM distributions t USING _dup d WHERE {dmatch} AND t.category = d.category"
             )
             con.execute("INSERT INTO distributions SELECT * FROM _folded")
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _folded AS SELECT DISTINCT * FROM feature_values"
-            )
-            con.execute("DELETE FROM feature_values")
-            con.execute("INSERT INTO feature_values SELECT * FROM _folded")
+            con.execute("CREATE OR REPLACE TEMP TABLE _folded AS SELECT DISTINCT * FROM value_rows")
+            con.execute("DELETE FROM value_rows")
+            con.execute("INSERT INTO value_rows SELECT * FROM _folded")
             con.execute("DROP TABLE _folded")
             con.execute("DROP TABLE _dup")
             self._fold_sketches(con)
@@ -290,24 +440,27 @@ class Store:
 
     @staticmethod
     def _fold_sketches(con: duckdb.DuckDBPyConnection) -> None:
+        dup = "(slot, kid, start) IN (SELECT (slot, kid, start) FROM sketch_rows GROUP BY ALL HAVING count(*) > 1)"
         rows = pl.from_arrow(
             con.sql(
-                """SELECT metric, tier, key, start, vals, hll FROM sketches
-                WHERE (metric, tier, key, start) IN (
-                    SELECT (metric, tier, key, start) FROM sketches GROUP BY ALL HAVING count(*) > 1)"""
+                f"SELECT slot, kid AS key, start, vals, hll, count FROM sketch_rows WHERE {dup}"
             ).to_arrow_table()
         )
         assert isinstance(rows, pl.DataFrame)
         if not rows.height:
             return
+        counts = rows.group_by("slot", "key", "start").agg(
+            pl.when(pl.col("count").is_not_null().any()).then(pl.col("count").sum()).alias("count")
+        )
+        key_type = rows.schema["key"]
         folded = []
-        for (metric, tier), group in rows.group_by("metric", "tier"):
+        for (slot,), group in rows.group_by("slot"):
             exact = group.filter(pl.col("hll").is_null())
             frames = [exact.select("key", "start", "vals")] if exact.height else []
             merged = sketch.compact_values(frames) if frames else pl.DataFrame()
             with_hll = group.filter(pl.col("hll").is_not_null())
             if with_hll.height:
-                blobs: dict[tuple[str, int], list[Any]] = {}
+                blobs: dict[tuple[int, int], list[Any]] = {}
                 for key, start, blob in with_hll.select("key", "start", "hll").iter_rows():
                     blobs.setdefault((key, start), []).append(bytes(blob))
                 keep = []
@@ -326,7 +479,7 @@ class Store:
                 merged = pl.DataFrame(
                     keep + rows_hll,
                     schema={
-                        "key": pl.String,
+                        "key": key_type,
                         "start": pl.Int64,
                         "vals": pl.List(pl.String),
                         "hll": pl.Binary,
@@ -334,21 +487,16 @@ class Store:
                     orient="row",
                 )
             folded.append(
-                merged.select(
-                    pl.lit(metric).alias("metric"),
-                    pl.lit(tier).alias("tier"),
-                    "key",
-                    "start",
-                    "vals",
-                    "hll",
-                )
+                merged.select(pl.lit(slot, pl.UInt16).alias("slot"), "key", "start", "vals", "hll")
             )
-        con.execute(
-            """DELETE FROM sketches WHERE (metric, tier, key, start) IN (
-                SELECT (metric, tier, key, start) FROM sketches GROUP BY ALL HAVING count(*) > 1)"""
+        out = (
+            pl.concat(folded)
+            .join(counts.cast({"slot": pl.UInt16}), on=["slot", "key", "start"], how="left")
+            .select("slot", pl.col("key").alias("kid"), "start", "vals", "hll", "count")
         )
-        con.register("_f", pl.concat(folded).to_arrow())
-        con.execute("INSERT INTO sketches SELECT * FROM _f")
+        con.execute(f"DELETE FROM sketch_rows WHERE {dup}")
+        con.register("_f", out.to_arrow())
+        con.execute("INSERT INTO sketch_rows SELECT * FROM _f")
         con.unregister("_f")
 
     def compact_before(
@@ -363,17 +511,33 @@ class Store:
             con.execute("BEGIN TRANSACTION")
             for (metric, tier), cutoff in (value_horizons or {}).items():
                 con.execute(
-                    "DELETE FROM feature_values WHERE metric = ? AND tier = ? AND b < ?",
+                    "DELETE FROM value_rows WHERE slot IN "
+                    "(SELECT slot FROM slots WHERE metric = ? AND tier = ?) AND b < ?",
                     [metric, tier, cutoff],
                 )
             for tier, cutoff in available_from.items():
-                for table in ("buckets", "sketches", "distributions"):
+                for table in ("bucket_rows", "sketch_rows"):
                     row = con.execute(
-                        f"DELETE FROM {table} WHERE tier = ? AND start < ?", [tier, cutoff]
+                        f"DELETE FROM {table} WHERE slot IN (SELECT slot FROM slots WHERE tier = ?) "
+                        "AND start < ?",
+                        [tier, cutoff],
                     ).fetchone()
                     dropped += int(row[0]) if row else 0
+                row = con.execute(
+                    "DELETE FROM distributions WHERE tier = ? AND start < ?", [tier, cutoff]
+                ).fetchone()
+                dropped += int(row[0]) if row else 0
             con.execute("COMMIT")
         return dropped
+
+
+@dataclass
+class _Dictionary:
+    """Ids of key texts and of (metric, tier) slots, as stored in ``keys`` and ``slots``."""
+
+    runs: list[pl.DataFrame]  # key, kid, _h: each sorted by _h (the key's hash)
+    size: int
+    slots: dict[tuple[str, str], int]
 
 
 def _case_from_row(seq: int, body: str) -> Case:

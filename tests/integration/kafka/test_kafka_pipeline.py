@@ -295,8 +295,8 @@ def test_second_engine_takes_partitions_over_without_double_counting(
     partitions up; B starts at those offsets), then B leaves and A takes its partitions back
     (starting at B's committed offsets, past A's own older stored positions).
 
-    Events stream at 6 minutes of event time per second here, so a partition delayed by 2 s
-    (a rebalance, a busy 2-core machine) would be 12 minutes behind the others; each
+    Events stream at up to 6 minutes of event time per second here, so a partition delayed
+    by 2 s (a rebalance, a busy 2-core machine) would be 12 minutes behind the others; each
     engine judges lateness against its own watermark, hence ``max_lateness: 2h``: this test
     is about ownership, not lateness.
     """
@@ -326,13 +326,16 @@ def test_second_engine_takes_partitions_over_without_double_counting(
     produce(bootstrap, topic, phase1)
     a = start_engine(specs["a"], tmp_path / "a")
     wait_committed(bootstrap, group, topic, len(phase1), 60, a)
+    # B joins while events stream in (A has pending state when it gives partitions up) ...
     feeder = threading.Thread(
-        target=produce, args=(bootstrap, topic, phase2), kwargs={"rate": 5_000.0}
+        target=produce, args=(bootstrap, topic, phase2[:10_000]), kwargs={"rate": 2_000.0}
     )
     feeder.start()
-    time.sleep(1.0)
     b = start_engine(specs["b"], tmp_path / "b")
+    wait_assigned(bootstrap, group, members=2, partitions=PARTITIONS, timeout=90)
     feeder.join()
+    # ... and both engines get their share of what follows.
+    produce(bootstrap, topic, phase2[10_000:], rate=5_000.0)
     wait_committed(bootstrap, group, topic, len(phase1) + len(phase2), 90, b)
     assert stop_engine(b) == 0, (tmp_path / "b.log").read_text()[-3000:]
     wait_assigned(bootstrap, group, members=1, partitions=PARTITIONS)

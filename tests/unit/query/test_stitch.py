@@ -126,7 +126,13 @@ def test_short_retention_below_the_next_coarser_bucket_still_covers() -> None:
     # Hours kept 2 h only: the past between the last whole day and the retained hours
     # exists at day resolution alone, so ranges ending there round out to the day.
     tiers = list(TIER_ORDER)
-    retention = {"second": 2_000, "minute": 120_000, "hour": 7_200_000, "day": 200 * DAY, "week": 400 * DAY}
+    retention = {
+        "second": 2_000,
+        "minute": 120_000,
+        "hour": 7_200_000,
+        "day": 200 * DAY,
+        "week": 400 * DAY,
+    }
     wm = T0 + 203_773_699
     avail = available_from(wm, tiers, retention)
     plan = plan_range(T0 + 152_446_491, T0 + 245_676_810, tiers, avail)

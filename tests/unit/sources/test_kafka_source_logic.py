@@ -237,3 +237,38 @@ def test_until_end_stops_at_the_end_offsets_seen_at_assignment(
     assert source.read_batch(10, 0.1) is None
     source.close()
     assert consumer.events[-1] == "close"
+
+
+def test_eager_protocol_assigns_the_whole_assignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka_mod, "Consumer", FakeConsumer)
+    src = SourceSpec(
+        kind="kafka",
+        brokers="fake:9092",
+        topics=["pay"],
+        options={"kafka.partition.assignment.strategy": "range"},
+    )
+    source = KafkaSource(PipelineSpec(name="t"), src)
+    consumer = source._consumer
+    assert isinstance(consumer, FakeConsumer)
+    checkpoints: list[int] = []
+    source.set_checkpoint_callback(lambda: checkpoints.append(1))
+    consumer.cb["assign"](consumer, _tps(0, 1))
+    assert [tp.partition for tp in consumer.assigned] == [0, 1]
+    consumer.cb["revoke"](consumer, _tps(0, 1))  # eager: everything is revoked first
+    assert checkpoints == [1]
+    consumer.cb["assign"](consumer, _tps(1))
+    assert [tp.partition for tp in consumer.assigned] == [1]
+    assert source.lag() == {}  # nothing read yet: no position known
+
+
+def test_replay_uses_no_group_and_its_own_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka_mod, "Consumer", FakeConsumer)
+    src = SourceSpec(kind="kafka", brokers="fake:9092", topics=["pay"], group="live")
+    source = KafkaSource(PipelineSpec(name="t"), src, from_ms=1_000, to_ms=2_000)
+    consumer = source._consumer
+    assert isinstance(consumer, FakeConsumer)
+    assert consumer.cb == {}  # assign-only: never subscribes, never joins "live"
+    assert consumer.conf["group.id"].startswith("riskstream-replay-")
+    assert source.name == "kafka-replay:pay" and source.until_end
+    source.after_checkpoint({"pay/0": 5})
+    assert consumer.commits == []

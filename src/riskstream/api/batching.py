@@ -1,17 +1,19 @@
-"""Score concurrent ``POST /v1/decide`` events in one ``Pipeline.evaluate`` call.
+"""Score concurrent ``POST /v1/decide`` events together, each as if it were alone.
 
-``evaluate`` costs about the same for 1 or 50 events (fixed Polars overhead), so a
-worker thread drains the requests that arrived while it was busy and scores them
-together. Batching never changes an answer: events share a batch only when they
-cannot see each other, i.e.
+A worker thread drains the requests that arrived while it was busy and scores them in one
+call of the single-event path (:mod:`riskstream.engine.single`): every event is scored
+against the state alone (events never see each other), so sharing a call changes no
+answer and pays the per-call costs once. ``?ingest=true`` items are scored and ingested
+alone, in arrival order relative to the others.
+
+:class:`Planner` is the older rule for which events may share one *batch*
+``Pipeline.evaluate`` call and still get their alone answers (tests keep it honest):
 
 * their keys differ for every metric a rule reads as a feature (features of an
   event include earlier rows of its key in the same batch), keys being compared
   as the engine makes them (strings; integers as their text; anything else solo);
 * their event times are integers within ``max_lateness`` of each other (lateness is
   judged against the max time seen before each row, batch rows included).
-
-Anything else (ISO times, float keys, ``?ingest=true``) is scored alone.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from riskstream.engine.decode import POS
+from riskstream.engine.decode import Quarantined
+from riskstream.engine.single import scorer_for
 from riskstream.sinks.case import Case
 from riskstream.sources.base import RawBatch
 from riskstream.spec.durations import parse_duration
@@ -129,48 +132,59 @@ class Planner:
 
 
 def score(runner: Any, id_field: str | None, items: Sequence[Item]) -> list[Scored | Quarantine]:
-    """Evaluate ``items`` in one call (the caller holds ``runner.lock``); ingest them when asked."""
+    """Score each of ``items`` alone, in one call (the caller holds ``runner.lock``); ingest when asked.
+
+    The single-event path (:mod:`riskstream.engine.single`) answers exactly as
+    ``Pipeline.evaluate`` on a one-event batch, so any items may share a call.
+    """
     pipeline = runner.pipeline
-    batch = RawBatch(lines=[it.line for it in items], positions=[it.position for it in items])
-    frame, quarantined, fired = pipeline.evaluate(batch)
-    by_pos: dict[str, Scored | Quarantine] = {
-        q.position: Quarantine(q.code, q.reason) for q in quarantined
-    }
+    # Item.line is orjson's serialization of a dict: no repeated keys.
+    results = scorer_for(pipeline).score(
+        [it.line for it in items], [it.position for it in items], unique_keys=True
+    )
     names = list(
         dict.fromkeys(ref.name for rule in pipeline.rules for ref in rule.compiled.features)
     )
-    present = [n for n in names if n in frame.columns]
-    hits = {name: series.to_list() for name, series in fired.items()}
-    positions = frame[POS].to_list() if frame.height else []
-    ids = (
-        frame[id_field].to_list()
-        if id_field and id_field in frame.columns
-        else [None] * len(positions)
-    )
-    feats = frame.select(present).to_dicts() if present else [{} for _ in positions]
-    for row, pos in enumerate(positions):
+    out: list[Scored | Quarantine] = []
+    for result in results:
+        if isinstance(result, Quarantined):
+            out.append(Quarantine(result.code, result.reason))
+            continue
         rules_fired = [
             {"rule": rule.name, "action": rule.action, "score": float(rule.score)}
-            for rule in pipeline.rules
-            if hits.get(rule.name) and hits[rule.name][row]
+            for rule, hit in zip(pipeline.rules, result.fired, strict=True)
+            if hit
         ]
         rules_fired.sort(key=lambda r: (-ACTION_RANK.get(r["action"], 0), -r["score"], r["rule"]))
-        by_pos[pos] = Scored(
-            {
-                "event_id": None if ids[row] is None else str(ids[row]),
-                "action": rules_fired[0]["action"] if rules_fired else "allow",
-                "score": max((r["score"] for r in rules_fired), default=0.0),
-                "rules_fired": rules_fired,
-                "features": feats[row],
-                "ingested": False,
-            }
+        event_id = result.row.get(id_field) if id_field else None
+        out.append(
+            Scored(
+                {
+                    "event_id": None if event_id is None else str(event_id),
+                    "action": rules_fired[0]["action"] if rules_fired else "allow",
+                    "score": max((r["score"] for r in rules_fired), default=0.0),
+                    "rules_fired": rules_fired,
+                    "features": {n: result.features[n] for n in names if n in result.features},
+                    "ingested": False,
+                }
+            )
         )
-    out = [by_pos.get(it.position, Quarantine("rejected", "event refused")) for it in items]
-    for it, result in zip(items, out, strict=True):
-        if it.ingest and isinstance(result, Scored):
-            result.cases = runner.ingest_api(RawBatch(lines=[it.line], positions=[it.position]))
-            result.body["ingested"] = True
+    for it, done in zip(items, out, strict=True):
+        if it.ingest and isinstance(done, Scored):
+            done.cases = runner.ingest_api(RawBatch(lines=[it.line], positions=[it.position]))
+            done.body["ingested"] = True
     return out
+
+
+def runs(items: Sequence[Item]) -> list[list[Item]]:
+    """Items in calls for :func:`score`: runs of scoring-only items, each ingest item alone."""
+    groups: list[list[Item]] = []
+    for item in items:
+        if item.ingest or not groups or groups[-1][-1].ingest:
+            groups.append([item])
+        else:
+            groups[-1].append(item)
+    return groups
 
 
 class DecideWorker:
@@ -209,8 +223,7 @@ class DecideWorker:
                     stop = True
                     break
                 items.append(nxt)
-            groups = Planner(self.runner).plan(items) if len(items) > 1 else [items]
-            for group in groups:
+            for group in runs(items):
                 self._settle(group)
             if stop:
                 return

@@ -185,8 +185,21 @@ class Pipeline:
         """Score events against the current state without changing it (``POST /v1/decide``).
 
         Returns the decoded frame with feature columns, what was quarantined, and per
-        rule a boolean Series saying where it fired (throttles are not applied).
+        rule a boolean Series saying where it fired (throttles are not applied). A one-event
+        batch takes the fast path of :mod:`riskstream.engine.single` (same answer).
         """
+        if len(lines_batch.lines) == 1:
+            from riskstream.engine import single
+
+            fast = single.evaluate_one(self, lines_batch)
+            if fast is not None:
+                return fast
+        return self._evaluate_batch(lines_batch)
+
+    def _evaluate_batch(
+        self, lines_batch: RawBatch
+    ) -> tuple[pl.DataFrame, list[Quarantined], dict[str, pl.Series]]:
+        """:meth:`evaluate` with the batch machinery (events of the batch see earlier ones)."""
         decoded = self.decoder.decode(lines_batch, self.next_seq, self.watermark)
         frame = decoded.frame
         if not frame.height:

@@ -4,12 +4,23 @@ Runs in its own virtualenv (``bench/.quix-venv``, made by ``bench/run.py`` from
 ``bench/quix-requirements.txt``): quixstreams 3.28 pins ``confluent-kafka<2.13`` while
 riskstream pins 2.16, so the two cannot share one environment.
 
-    python bench/quix_app.py BOOTSTRAP TOPIC EVENTS STATE_DIR
+    python bench/quix_app.py BOOTSTRAP TOPIC EVENTS STATE_DIR [IDLE_TIMEOUT_S]
 
 Card and merchant ``count`` and ``sum(amount)`` per 1-minute and 1-hour tumbling windows
-(event time from ``event_time``, grace = 7 days like riskstream's ``max_lateness``), keyed with ``group_by`` (Quix repartitions through an
-internal topic), RocksDB state, commits every second (riskstream checkpoints every second).
-Prints one JSON line: events, seconds from the first message to the last window update.
+(event time from ``event_time``, grace = 7 days like riskstream's ``max_lateness``), keyed with
+``group_by`` (Quix repartitions through an internal topic), RocksDB state, commits every second
+(riskstream checkpoints every second), a fresh consumer group reading from the earliest offset.
+
+The app stops by itself once each of the four windowed aggregations has seen ``EVENTS``
+updates (``.current()`` emits one per message), or after ``IDLE_TIMEOUT_S`` (default 60) without
+a new message. It prints one JSON line:
+
+* ``seconds``: from the first message to the last window update (processing only);
+* ``wall``: from process start to the end of ``app.run`` (start-up, group join, topic creation);
+* ``updates``: window updates per aggregation;
+* ``counted``: per aggregation, the sum over all (key, window) of the window's latest count —
+  equal to ``EVENTS`` when Quix processed the whole topic exactly once;
+* ``sum_amount``: per aggregation, the sum of the windows' latest ``sum(amount)``.
 """
 
 from __future__ import annotations
@@ -19,8 +30,10 @@ import sys
 import time
 from typing import Any
 
-from quixstreams import Application
-from quixstreams.dataframe.windows import Count, Sum
+T0 = time.perf_counter()
+
+from quixstreams import Application  # noqa: E402
+from quixstreams.dataframe.windows import Count, Sum  # noqa: E402
 
 LATENESS_MS = 7 * 86_400_000
 
@@ -32,6 +45,7 @@ def main() -> int:
         int(sys.argv[3]),
         sys.argv[4],
     )
+    idle = float(sys.argv[5]) if len(sys.argv) > 5 else 60.0
     app = Application(
         broker_address=bootstrap,
         consumer_group=f"quix-bench-{time.time_ns()}",
@@ -47,7 +61,11 @@ def main() -> int:
 
     topic = app.topic(topic_name, value_deserializer="json", timestamp_extractor=event_time)
     sdf = app.dataframe(topic)
-    done = {"card_1m": 0, "card_1h": 0, "merchant_1m": 0, "merchant_1h": 0}
+    names = ("card_1m", "card_1h", "merchant_1m", "merchant_1h")
+    done = dict.fromkeys(names, 0)
+    # Latest (count, sum) per (key, window start): a window's count only grows, so the last
+    # update holds its total.
+    latest: dict[str, dict[tuple[Any, int], tuple[int, float]]] = {n: {} for n in names}
     clock = {"first": 0.0, "last": 0.0}
 
     def first(value: Any) -> None:
@@ -57,10 +75,13 @@ def main() -> int:
     sdf = sdf.update(first)
 
     def counter(name: str) -> Any:
-        def seen(value: Any) -> None:
+        table = latest[name]
+
+        def seen(value: Any, key: Any, timestamp: int, headers: Any) -> None:
             done[name] += 1
+            table[(key, value["start"])] = (value["count"], value["sum"])
             clock["last"] = time.perf_counter()
-            if all(n >= events for n in done.values()):
+            if done[name] >= events and all(n >= events for n in done.values()):
                 app.stop()
 
         return seen
@@ -74,16 +95,26 @@ def main() -> int:
                 .agg(count=Count(), sum=Sum("amount"))
                 .current()
             )
-            win.update(counter(f"{dim}_{label}"))
-    app.run(timeout=60.0)  # a safety net: ends 60 s after the last message if a count falls short
+            win.update(counter(f"{dim}_{label}"), metadata=True)
+    # collect=False: do not keep every output in a list (that would slow Quix down and cost
+    # memory); the timeout is a safety net that ends the run when the topic stalls.
+    app.run(timeout=idle, collect=False)
+    wall = time.perf_counter() - T0
     print(
         json.dumps(
             {
                 "events": events,
                 "seconds": clock["last"] - clock["first"],
+                "wall": wall,
                 "updates": done,
+                "counted": {n: sum(c for c, _ in t.values()) for n, t in latest.items()},
+                "windows": {n: len(t) for n, t in latest.items()},
+                "sum_amount": {
+                    n: round(sum(s for _, s in t.values()), 2) for n, t in latest.items()
+                },
             }
-        )
+        ),
+        flush=True,
     )
     return 0
 

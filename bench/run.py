@@ -1064,7 +1064,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     mem = results.get("memory")
     if mem:
         lines += [
-            "### 10M events, peak memory",
+            f"### {mem['events']:,} events, peak memory",
             "",
             f"`riskstream run -c bench/specs/bench.yaml --source file:events-{mem['events']}-seed7.jsonl "
             "--until-end`, one run; peak RSS of the process from `wait4`.",
@@ -1284,7 +1284,7 @@ def main(argv: list[str] | None = None) -> int:
             f"SELECT count(DISTINCT card_id) FROM read_json('{bpath}', "
             "format='newline_delimited', columns={card_id: 'VARCHAR'})"
         )
-        code = "import duckdb, sys; print(duckdb.sql(sys.argv[1]).fetchone()[0])"
+        code = "import duckdb, sys; print(duckdb.sql(sys.argv[1]).fetchall()[0][0])"
         r["cards"] = int(run_measured([PY, "-c", code, sql])["stdout"])
         return r
 

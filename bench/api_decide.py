@@ -257,10 +257,14 @@ def start(
     return runner, server, thread, t
 
 
-def engine_floor(runner: Any, last_t: int, cards: int, samples: int = 200) -> tuple[float, float]:
-    """p50/p99 (ms) of ``Pipeline.evaluate`` on one event, under the runner's lock."""
+def engine_floor(
+    runner: Any, last_t: int, cards: int, samples: int = 200, scorer: bool = False
+) -> tuple[float, float]:
+    """p50/p99 (ms) of ``Pipeline.evaluate`` on one event (or of the scorer the decide worker
+    calls, ``scorer=True``), under the runner's lock."""
     import orjson
 
+    from riskstream.engine.single import scorer_for
     from riskstream.sources.base import RawBatch
 
     rng = random.Random(3)
@@ -269,7 +273,10 @@ def engine_floor(runner: Any, last_t: int, cards: int, samples: int = 200) -> tu
         line = orjson.dumps(event(rng, i, last_t, cards))
         with runner.lock:
             t0 = time.perf_counter()
-            runner.pipeline.evaluate(RawBatch(lines=[line], positions=["bench"]))
+            if scorer:
+                scorer_for(runner.pipeline).score([line], ["bench"], unique_keys=True)
+            else:
+                runner.pipeline.evaluate(RawBatch(lines=[line], positions=["bench"]))
             times.append(time.perf_counter() - t0)
     return pct(times, 0.5), pct(times, 0.99)
 
@@ -302,16 +309,23 @@ def main() -> None:
             print(
                 f"engine: Pipeline.evaluate(1 event) p50 {p50:.2f} ms  p99 {p99:.2f} ms  (state: {args.events} events)"
             )
+            p50, p99 = engine_floor(runner, last_t, args.cards, scorer=True)
+            print(f"engine: decide scorer (1 event) p50 {p50:.2f} ms  p99 {p99:.2f} ms")
             mode = "off" if args.no_batching else "on"
             print(
                 f"load: {args.rate:.0f} req/s for {args.seconds:.0f} s, {args.concurrency} connections, batching {mode}"
             )
             for path in ("/healthz", "/v1/decide"):
+                cpu0 = time.process_time()
                 r = run_phase(server.url, path, args, last_t)
+                # CPU of the server process (API threads; the engine is idle by now) per request:
+                # what bounds the rate whatever else runs on the machine.
+                cpu_ms = (time.process_time() - cpu0) * 1000 / max(1, r["ok"])
                 print(
                     f"{r['path']:<11} ok {r['ok']}/{r['sent']}  {r['achieved_per_s']:>7.1f}/s  "
                     f"p50 {r['p50_ms']:.2f} ms  p90 {r['p90_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
                     f"max {r['max_ms']:.1f} ms  (service p50 {r['service_p50_ms']:.2f} / p99 {r['service_p99_ms']:.2f})"
+                    f"  server CPU {cpu_ms:.2f} ms/req"
                     + (f"  errors {r['errors']}" if r["errors"] else "")
                 )
         finally:

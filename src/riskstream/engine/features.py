@@ -4,13 +4,16 @@
 (at the feature's tier, one second for short windows) lies in ``(b_e - W, b_e]``
 and that were ingested before or with *e*.
 
-How (no Python loop per event): the prior state (per key and bucket) and the
-batch's *in-order* contributions form one array ``R`` sorted by (key, bucket,
-ingestion rank). For any event, the rows it may see form one contiguous slice of
-``R`` (proof in ``docs``-style comment below), found with two ``searchsorted``
-calls; sums come from prefix sums and min/max from a sparse table. The few *late*
-contributions (bucket below an earlier batch row of the same key) are added by a
-small join.
+How (no Python loop per event, NumPy on integer codes): keys are mapped once per call to
+dense integer codes (their 64-bit hash, checked against the strings, so the answer stays
+exact under hash collisions). The prior state (per key and bucket) and the batch's
+*in-order* contributions form one array ``R`` sorted by (code, bucket, ingestion rank),
+one ``argsort`` of a composite integer. For any event, the rows it may see form one
+contiguous slice of ``R`` (proof below), found with two ``searchsorted`` calls on sorted
+probes; sums come from prefix sums (float64 with exact per-step rounding errors carried
+alongside, i.e. double-double) and min/max from a sparse table built only up to the
+longest slice. The few *late* contributions (bucket below an earlier batch row of the
+same key) are added per event by a small expansion over the rows of their key.
 
 Why one slice: a contribution ``x`` is in-order when its bucket is >= the bucket
 of every earlier batch row of its key. So an in-order ``x`` ingested after ``e``
@@ -44,6 +47,8 @@ STATE_SCHEMA: dict[str, pl.DataType] = {
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+Composite = npt.NDArray[np.int64] | npt.NDArray[np.object_]
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,11 @@ class Request:
 HASH = "_h"
 
 
+def key_hash(keys: pl.Series) -> U64:
+    """The 64-bit hash :func:`keyed` stores in ``_h``, as NumPy (nulls get some hash too)."""
+    return keys.hash().to_numpy()
+
+
 def keyed(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with a 64-bit hash of its key (``_h``), sorted by it, for :func:`gather_keys`."""
     if HASH not in frame.columns:
@@ -70,18 +80,29 @@ def gather_keys(
 ) -> pl.DataFrame:
     """The rows of ``frames`` whose key hash is one of ``keys``' hashes, without a scan.
 
-    Each frame is kept sorted by the key's hash (sorted here, once, if it is not), so the
-    rows of a key are one slice found by binary search: the cost follows the batch's keys and
-    their rows, not the size of the state. A hash collision only brings extra rows, which the
-    exact join on the key in :func:`compute` drops.
+    Each frame is kept sorted by the key's hash (sorted here, once, if it is not). A frame
+    not much larger than the set of keys (a batch's feature tail) is matched by a hash
+    membership test over its ``_h`` column, all such frames in one filter; a large frame
+    (a dictionary of every key ever seen) by binary search, so its cost follows the keys
+    and their rows, not its size. A hash collision only brings extra rows, which the exact
+    key check in :func:`compute` drops. Rows come frame by frame, each frame's in hash order.
     """
-    wanted = np.unique(keys.drop_nulls().hash().to_numpy())
+    wanted = _unique_sorted(key_hash(keys.drop_nulls()))
+    if not frames or not len(wanted):
+        return pl.DataFrame(schema=schema)
+    small: list[pl.DataFrame] = []
     parts: list[pl.DataFrame] = []
     for i, frame in enumerate(frames):
-        if not frame.height or not len(wanted):
+        if not frame.height:
             continue
         if HASH not in frame.columns or not frame[HASH].flags["SORTED_ASC"]:
             frame = frames[i] = keyed(frame)
+        if frame.height <= 8 * len(wanted):
+            small.append(frame)
+            continue
+        if small:
+            parts.append(_members(small, wanted))
+            small = []
         col = frame[HASH].to_numpy()
         lo = np.searchsorted(col, wanted, side="left")
         hi = np.searchsorted(col, wanted, side="right")
@@ -91,10 +112,29 @@ def gather_keys(
             continue
         first = np.cumsum(n) - n
         idx = np.repeat(lo - first, n) + np.arange(total, dtype=np.int64)
-        parts.append(frame.select(pl.exclude(HASH))[idx])
+        parts.append(frame[idx])
+    if small:
+        parts.append(_members(small, wanted))
+    parts = [p for p in parts if p.height]
     if not parts:
         return pl.DataFrame(schema=schema)
-    return pl.concat(parts)
+    out = pl.concat(parts) if len(parts) > 1 else parts[0]
+    return out.drop(HASH)
+
+
+def _members(frames: list[pl.DataFrame], wanted: U64) -> pl.DataFrame:
+    both = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
+    return both.filter(pl.col(HASH).is_in(pl.Series(HASH, wanted).implode()))
+
+
+def _unique_sorted(values: U64) -> U64:
+    # np.unique hashes first (numpy 2.4); a sort and a neighbour test is several times faster.
+    s = np.sort(values)
+    if len(s) > 1:
+        keep = np.ones(len(s), dtype=np.bool_)
+        np.not_equal(s[1:], s[:-1], out=keep[1:])
+        s = s[keep]
+    return s
 
 
 def state_rows(contrib: pl.DataFrame, tier: str) -> pl.DataFrame:
@@ -115,6 +155,80 @@ def state_rows(contrib: pl.DataFrame, tier: str) -> pl.DataFrame:
     )
 
 
+# ---- key codes ------------------------------------------------------------------------------
+
+
+def key_codes(keys: pl.Series, others: Sequence[pl.Series] = ()) -> tuple[I64, list[I64], int]:
+    """Integer codes for ``keys`` (no nulls) and, per series of ``others``, the code of each
+    row's key, or -1 when that key (or null) is not among ``keys``. Codes are below the
+    returned bound; equal keys get equal codes, different keys different ones.
+
+    One sort of the 64-bit key hashes of all rows, then each row's string is compared with
+    its neighbour in that order, so the mapping is exact: should two different strings share
+    a hash, the codes come from an exact join instead.
+    """
+    n = len(keys)
+    parts = [keys]
+    valid: list[npt.NDArray[np.bool_] | None] = []
+    for o in others:
+        if o.null_count():
+            mask = o.is_not_null().to_numpy()
+            valid.append(mask)
+            parts.append(o.filter(pl.Series(mask)))
+        else:
+            valid.append(None)
+            parts.append(o)
+    sizes = [len(p) for p in parts]
+    total = sum(sizes)
+    if not n:
+        return np.zeros(0, np.int64), [np.full(len(o), -1, np.int64) for o in others], 0
+    # One chunk: gathering from a many-chunk series is several times slower.
+    everything = (pl.concat(parts) if len(parts) > 1 else keys).rechunk()
+    h = key_hash(everything)
+    perm = np.argsort(h)
+    hs = h[perm]
+    new = np.ones(total, dtype=np.bool_)
+    np.not_equal(hs[1:], hs[:-1], out=new[1:])
+    if not new.all():
+        ordered = everything.gather(perm)
+        same = (ordered.slice(1) == ordered.slice(0, total - 1)).to_numpy()
+        if not (same | new[1:]).all():
+            return _exact_codes(keys, others)
+    sorted_codes = np.cumsum(new, dtype=np.int64) - 1
+    codes = np.empty(total, np.int64)
+    codes[perm] = sorted_codes
+    bound = int(sorted_codes[-1]) + 1
+    in_keys = np.zeros(bound, dtype=np.bool_)
+    q = codes[:n]
+    in_keys[q] = True
+    out: list[I64] = []
+    at = n
+    for size, o, present in zip(sizes[1:], others, valid, strict=True):
+        c = codes[at : at + size]
+        at += size
+        c = np.where(in_keys[c], c, -1)
+        if present is not None:
+            full = np.full(len(o), -1, np.int64)
+            full[present] = c
+            c = full
+        out.append(c)
+    return q, out, bound
+
+
+def _exact_codes(keys: pl.Series, others: Sequence[pl.Series]) -> tuple[I64, list[I64], int]:
+    # Only on a 64-bit hash collision among the keys of one call: codes by exact joins.
+    lookup = pl.DataFrame({KEY: keys.unique()}).with_row_index("code")
+
+    def codes(s: pl.Series) -> I64:
+        joined = pl.DataFrame({KEY: s}).join(lookup, on=KEY, how="left", maintain_order="left")
+        return joined["code"].cast(pl.Int64).fill_null(-1).to_numpy()
+
+    return codes(keys), [codes(o) for o in others], lookup.height
+
+
+# ---- numeric features -----------------------------------------------------------------------
+
+
 def compute(
     queries: pl.DataFrame,
     contrib: pl.DataFrame,
@@ -128,151 +242,241 @@ def compute(
     subset of ``queries`` by ``_seq``; ``state`` holds everything ingested before the batch.
     """
     n = queries.height
-    width = TIER_MS[tier]
-    q = queries.select(
-        pl.col(KEY),
-        start_expr(pl.col(TIME), tier).alias("b"),
-        pl.col(SEQ),
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("_pos"),
+    if not requests:
+        return pl.DataFrame()
+    keycol = queries[KEY]
+    pos = (
+        np.arange(n, dtype=np.int64)
+        if not keycol.null_count()
+        else np.flatnonzero(keycol.is_not_null().to_numpy())
     )
-    qq = q.filter(pl.col(KEY).is_not_null())
-    keys = qq.select(pl.col(KEY).unique(maintain_order=True)).with_row_index("code")
-    qq = qq.join(keys, on=KEY, how="left").join(
-        contrib.select(SEQ, pl.col(VALUE).fill_null(0.0).alias("v"), pl.lit(True).alias("_c")),
-        on=SEQ,
-        how="left",
-    )
-    qq = qq.with_columns(
-        pl.col("_c").fill_null(False),
-        (pl.col("_pos") + 1).alias("rank"),
-    )
-    qq = qq.sort("_pos")
-    qq = qq.with_columns(
-        pl.Series("_inorder", _in_order(qq["code"].to_numpy(), qq["b"].to_numpy()))
-    )
-    st = state.join(keys, on=KEY, how="inner").select(
-        "code", "b", pl.lit(0, pl.Int64).alias("rank"), "count", "sum", "sumsq", "min", "max"
-    )
-    fresh = qq.filter(pl.col("_c") & pl.col("_inorder")).select(
-        "code",
-        "b",
-        "rank",
-        pl.lit(1, pl.Int64).alias("count"),
-        pl.col("v").alias("sum"),
-        (pl.col("v") ** 2).alias("sumsq"),
-        pl.col("v").alias("min"),
-        pl.col("v").alias("max"),
-    )
-    r = pl.concat([st.cast({"code": pl.UInt32}), fresh.cast({"code": pl.UInt32})]).sort(
-        "code", "b", "rank"
-    )
-    late = qq.filter(pl.col("_c") & ~pl.col("_inorder")).select("code", "b", SEQ, "v")
-
-    max_w = max(req.window_ms for req in requests)
-    lows = [int(x) for x in (r["b"].min(), qq["b"].min()) if isinstance(x, int)]
-    highs = [int(x) for x in (r["b"].max(), qq["b"].max()) if isinstance(x, int)]
-    b_min = (min(lows) - max_w) if lows else 0
-    nb = ((max(highs) - b_min) // width + 2) if highs else 1
-    nr = n + 2
-    r_comp = _composite(
-        r["code"].to_numpy(), (r["b"].to_numpy() - b_min) // width, r["rank"].to_numpy(), nb, nr
-    )
-    q_code = qq["code"].to_numpy()
-    q_brel = (qq["b"].to_numpy() - b_min) // width
-    hi = np.searchsorted(
-        r_comp, _composite(q_code, q_brel, qq["rank"].to_numpy(), nb, nr), side="right"
-    )
-
-    # Extended precision keeps prefix differences at the accuracy of a direct float64 sum.
-    prefix = {
-        c: np.concatenate([[0.0], np.cumsum(r[c].to_numpy().astype(np.longdouble))])
-        for c in ("count", "sum", "sumsq")
-    }
-    need_min = any(req.stat == "min" for req in requests)
-    need_max = any(req.stat == "max" for req in requests)
-    mins = _SparseTable(r["min"].fill_null(math.inf).to_numpy(), np.minimum) if need_min else None
-    maxs = _SparseTable(r["max"].fill_null(-math.inf).to_numpy(), np.maximum) if need_max else None
-
-    pairs = None
-    if late.height:
-        pairs = (
-            qq.select("code", "b", SEQ, "_pos")
-            .join(late, on="code", suffix="_j")
-            .filter(
-                (pl.col(f"{SEQ}_j") <= pl.col(SEQ))
-                & (pl.col("b_j") <= pl.col("b"))
-                & (pl.col("b_j") > pl.col("b") - max_w)
-            )
-        )
-
-    out: dict[str, pl.Series] = {}
-    pos = qq["_pos"].to_numpy()
+    results: dict[int, dict[str, F64]] = {}
+    if len(pos):
+        results, pos = _numeric(queries, contrib, state, tier, requests, pos)
+    out: list[pl.Series] = []
     for req in requests:
-        steps = req.window_ms // width
-        lo = np.searchsorted(
-            r_comp,
-            _composite(q_code, q_brel - steps + 1, np.zeros_like(q_brel), nb, nr),
-            side="left",
-        )
-        cnt = (prefix["count"][hi] - prefix["count"][lo]).astype(np.float64)
-        tot = (prefix["sum"][hi] - prefix["sum"][lo]).astype(np.float64)
-        sq = (prefix["sumsq"][hi] - prefix["sumsq"][lo]).astype(np.float64)
-        mn = mins.query(lo, hi, math.inf) if mins is not None and req.stat == "min" else None
-        mx = maxs.query(lo, hi, -math.inf) if maxs is not None and req.stat == "max" else None
-        if pairs is not None:
-            extra = (
-                pairs.filter(pl.col("b_j") > pl.col("b") - req.window_ms)
-                .group_by("_pos")
-                .agg(
-                    pl.len().alias("n"),
-                    pl.col("v").sum().alias("s"),
-                    (pl.col("v") ** 2).sum().alias("q"),
-                    pl.col("v").min().alias("lo"),
-                    pl.col("v").max().alias("hi"),
-                )
-            )
-            if extra.height:
-                idx = np.searchsorted(pos, extra["_pos"].to_numpy())
-                np.add.at(cnt, idx, extra["n"].to_numpy().astype(np.float64))
-                np.add.at(tot, idx, extra["s"].to_numpy())
-                np.add.at(sq, idx, extra["q"].to_numpy())
-                if mn is not None:
-                    np.minimum.at(mn, idx, extra["lo"].to_numpy())
-                if mx is not None:
-                    np.maximum.at(mx, idx, extra["hi"].to_numpy())
-        values = _stat(req.stat, cnt, tot, sq, mn, mx)
         full = np.full(n, np.nan)
-        full[pos] = values
-        series = pl.Series(req.name, full, dtype=pl.Float64).fill_nan(None)
+        if len(pos):
+            acc = results[req.window_ms]
+            full[pos] = _stat(req.stat, acc["count"], acc["sum"], acc["sumsq"], *_mm(acc, req))
         if req.stat in ("count", "sum"):
-            series = series.fill_null(0.0)
-        if req.stat == "count":
-            series = series.cast(pl.Int64)
-        out[req.name] = series
-    return pl.DataFrame(list(out.values())) if out else pl.DataFrame()
+            # NaN (no key, or a NaN value) reads as null, and a null count or sum is 0.
+            full[np.isnan(full)] = 0.0
+            if req.stat == "count":
+                out.append(pl.Series(req.name, full.astype(np.int64), dtype=pl.Int64))
+                continue
+        out.append(pl.Series(req.name, full, dtype=pl.Float64, nan_to_null=True))
+    return pl.DataFrame(out)
+
+
+def _mm(acc: dict[str, F64], req: Request) -> tuple[F64 | None, F64 | None]:
+    return (acc["min"] if req.stat == "min" else None, acc["max"] if req.stat == "max" else None)
+
+
+def _numeric(
+    queries: pl.DataFrame,
+    contrib: pl.DataFrame,
+    state: pl.DataFrame,
+    tier: str,
+    requests: Sequence[Request],
+    pos: I64,
+) -> tuple[dict[int, dict[str, F64]], I64]:
+    """Per distinct window (ms): count, sum, sumsq and (when asked) min, max of the query rows
+    with a key (``pos``), in an order of their own; returns them and those rows' positions.
+
+    The visible rows of an event are, with ``R`` split into its two sorted parts, one slice
+    of the state rows (sorted by code and bucket: all ingested before the batch) plus one
+    slice of the fresh rows. The queries are taken in the order of their probe (code,
+    bucket, rank), so every binary search and every gather runs in increasing order, and the
+    fresh rows (in-order contributions) are a subsequence of the queries in that order: no
+    sort and no search is needed for them but the slice starts.
+    """
+    n = queries.height
+    width = TIER_MS[tier]
+    keycol = queries[KEY]
+    qkeys = keycol if len(pos) == n else keycol.gather(pos)
+    code, (scode,), ncodes = key_codes(qkeys, [state[KEY]])
+    b_all = queries.select(start_expr(pl.col(TIME), tier))[TIME].to_numpy().astype(np.int64)
+    seq_all = queries[SEQ].to_numpy().astype(np.int64)
+
+    # Which query rows contribute, with what value (matched on _seq, like a join).
+    contributes = np.zeros(n, dtype=np.bool_)
+    value = np.zeros(n)
+    if contrib.height:
+        at = _locate(seq_all, contrib[SEQ].to_numpy().astype(np.int64))
+        ok = at >= 0
+        contributes[at[ok]] = True
+        value[at[ok]] = contrib[VALUE].fill_null(0.0).to_numpy().astype(np.float64)[ok]
+
+    srows = np.flatnonzero(scode >= 0)
+    cols = _state_columns(state, srows)
+    sb = cols["b"].astype(np.int64)
+    b = b_all[pos]
+    max_w = max(req.window_ms for req in requests)
+    b_min = int(min(b.min(), sb.min(initial=b.max()))) - max_w
+    b_max = int(max(b.max(), sb.max(initial=b.min())))
+    nb = (b_max - b_min) // width + 2
+    nr = n + 2
+
+    # The queries in probe order (code, bucket, rank): rows of a key together.
+    brel = (b - b_min) // width
+    rank = pos + 1
+    probe = _composite(code, brel, rank, nb, nr, ncodes)
+    qo = np.argsort(probe)
+    probe, code, brel, rank, pos = probe[qo], code[qo], brel[qo], rank[qo], pos[qo]
+    b, seq = b[qo], seq_all[pos]
+    cflag, v = contributes[pos], value[pos]
+    inorder = _in_order_probed(code, rank, nr)
+    fresh = cflag & inorder
+    late = np.flatnonzero(cflag & ~inorder)
+    nq = len(pos)
+
+    # State rows sorted by (code, bucket); all ingested before any query.
+    s_comp = _composite(
+        scode[srows], (sb - b_min) // width, np.zeros(len(srows), np.int64), nb, nr, ncodes
+    )
+    s_order = np.argsort(s_comp)
+    s_comp = s_comp[s_order]
+    s_hi = np.searchsorted(s_comp, probe, side="right")
+    f_idx = np.flatnonzero(fresh)
+    f_comp = probe[f_idx]
+    f_hi = np.cumsum(fresh, dtype=np.int64)
+    zeros = np.zeros(nq, np.int64)
+    windows = sorted({req.window_ms for req in requests})
+    bounds: dict[int, tuple[I64, I64]] = {}
+    for w in windows:
+        first = _composite(code, brel - w // width + 1, zeros, nb, nr, ncodes)
+        bounds[w] = (
+            np.searchsorted(s_comp, first, side="left"),
+            np.searchsorted(f_comp, first, side="left"),
+        )
+
+    vf = v[f_idx]
+    sums = _Sums(
+        cols["sum"].astype(np.float64)[s_order],
+        cols["sumsq"].astype(np.float64)[s_order],
+        cols["count"].astype(np.int64)[s_order],
+    )
+    fsums = _Sums(vf, vf * vf, np.ones(len(vf), np.int64))
+
+    def tables(stat: str, fill: float, op: np.ufunc) -> dict[int, tuple[F64, F64]]:
+        """Per window asked for ``stat``: its state part and fresh part, per query."""
+        asked = [w for w in windows if any(r.window_ms == w and r.stat == stat for r in requests)]
+        if not asked:
+            return {}
+        s_long = max(int((s_hi - bounds[w][0]).max(initial=0)) for w in asked)
+        f_long = max(int((f_hi - bounds[w][1]).max(initial=0)) for w in asked)
+        s_table = _SparseTable(cols[stat].astype(np.float64)[s_order], op, fill, s_long)
+        f_table = _SparseTable(vf, op, fill, f_long)
+        return {
+            w: (s_table.query(bounds[w][0], s_hi), f_table.query(bounds[w][1], f_hi)) for w in asked
+        }
+
+    extremes = {
+        "min": (np.minimum, tables("min", math.inf, np.minimum)),
+        "max": (np.maximum, tables("max", -math.inf, np.maximum)),
+    }
+    pairs = _late_pairs(late, code, b, seq, max_w) if len(late) else None
+
+    results: dict[int, dict[str, F64]] = {}
+    for w in windows:
+        s_lo, f_lo = bounds[w]
+        cnt, tot, sq = sums.between(s_lo, s_hi)
+        f_cnt, f_tot, f_sq = fsums.between(f_lo, f_hi)
+        acc = {"count": cnt + f_cnt, "sum": tot + f_tot, "sumsq": sq + f_sq}
+        for name, (op, parts) in extremes.items():
+            if w in parts:
+                acc[name] = op(*parts[w])
+        if pairs is not None:
+            src, dst = pairs
+            keep = b[src] > b[dst] - w
+            src, dst = src[keep], dst[keep]
+            if len(dst):
+                vals = v[src]
+                acc["count"] += np.bincount(dst, minlength=nq)
+                acc["sum"] += np.bincount(dst, weights=vals, minlength=nq)
+                acc["sumsq"] += np.bincount(dst, weights=vals * vals, minlength=nq)
+                if "min" in acc:
+                    np.minimum.at(acc["min"], dst, vals)
+                if "max" in acc:
+                    np.maximum.at(acc["max"], dst, vals)
+        results[w] = acc
+    return results, pos
+
+
+def _state_columns(state: pl.DataFrame, rows: I64) -> dict[str, npt.NDArray[np.generic]]:
+    """The numeric state columns of ``rows`` as NumPy (null min/max as the empty value)."""
+    frame = state.select(
+        "b",
+        "count",
+        "sum",
+        "sumsq",
+        pl.col("min").fill_null(math.inf),
+        pl.col("max").fill_null(-math.inf),
+    )
+    if len(rows) < state.height:
+        frame = frame[rows]
+    return {c: frame[c].to_numpy() for c in frame.columns}
+
+
+def _locate(haystack: I64, needles: I64) -> I64:
+    """Index in ``haystack`` (unique values) of each needle, -1 where absent."""
+    if len(haystack) > 1 and bool((haystack[1:] > haystack[:-1]).all()):
+        ordered: I64 | None = None
+        hay = haystack
+    else:
+        ordered = np.argsort(haystack, kind="stable")
+        hay = haystack[ordered]
+    at = np.searchsorted(hay, needles)
+    np.minimum(at, max(len(hay) - 1, 0), out=at)
+    found = hay[at] == needles if len(hay) else np.zeros(len(needles), np.bool_)
+    idx = at if ordered is None else ordered[at]
+    return np.where(found, idx, -1).astype(np.int64)
+
+
+def _late_pairs(late: I64, code: I64, b: I64, seq: I64, max_w: int) -> tuple[I64, I64] | None:
+    """(late row, query row) pairs where the query sees the late contribution (widest window).
+
+    ``code`` is sorted, so the rows of a key are one run; each late row is paired with the
+    rows of its key, then kept when ingested before or with the query and in its window.
+    """
+    start = np.searchsorted(code, code[late], side="left")
+    end = np.searchsorted(code, code[late], side="right")
+    n = end - start
+    total = int(n.sum())
+    first = np.cumsum(n) - n
+    src = np.repeat(late, n)
+    dst = np.repeat(start - first, n) + np.arange(total, dtype=np.int64)
+    keep = (seq[src] <= seq[dst]) & (b[src] <= b[dst]) & (b[src] > b[dst] - max_w)
+    if not keep.any():
+        return None
+    return src[keep], dst[keep]
+
+
+def _in_order_probed(code: I64, rank: I64, nr: int) -> npt.NDArray[np.bool_]:
+    """:func:`_in_order` for rows sorted by (code, bucket, rank), ranks unique and < ``nr``.
+
+    A row is late when an earlier row of its key (smaller rank) has a larger bucket, i.e.
+    sorts after it: when the smallest rank after it within its key is below its own. One
+    reversed running minimum over ``code * nr + rank`` (a later key never lowers it).
+    """
+    comp = code * nr + rank
+    after = np.empty_like(comp)
+    if len(comp):
+        after[-1] = np.iinfo(np.int64).max
+        after[:-1] = np.minimum.accumulate(comp[::-1])[::-1][1:]
+    out: npt.NDArray[np.bool_] = comp < after
+    return out
 
 
 def _in_order(code: npt.NDArray[np.integer], b: I64) -> npt.NDArray[np.bool_]:
-    """Per row (in ingestion order): is ``b`` >= the bucket of every earlier row of its key?
-
-    A cumulative max within groups, vectorized: rows stably sorted by key code, then one
-    running max over ``code * span + b`` (codes are increasing, so groups do not mix).
-    """
-    n = len(code)
-    out = np.ones(n, dtype=np.bool_)
-    if n < 2:
-        return out
-    order = np.argsort(code, kind="stable")
-    c = code[order].astype(np.int64)
-    # Dense ranks of the buckets keep ``code * span + rel`` far from int64 overflow.
-    rel = np.unique(b[order], return_inverse=True)[1].astype(np.int64).reshape(-1)
-    span = int(rel.max()) + 1
-    comp = c * span + rel
-    run = np.maximum.accumulate(comp)
-    same = c[1:] == c[:-1]
-    ok = np.ones(n, dtype=np.bool_)
-    ok[1:] = ~same | (comp[1:] >= run[:-1])
-    out[order] = ok
+    """Per row (in ingestion order): is ``b`` >= the bucket of every earlier row of its key?"""
+    codes = np.asarray(code, dtype=np.int64)
+    n = len(codes)
+    rank = np.arange(1, n + 1, dtype=np.int64)
+    order = np.lexsort((rank, np.asarray(b), codes))
+    out = np.empty(n, dtype=np.bool_)
+    out[order] = _in_order_probed(codes[order], rank[order], n + 2)
     return out
 
 
@@ -282,15 +486,66 @@ def _composite(
     rank: npt.NDArray[np.integer],
     nb: int,
     nr: int,
-) -> npt.NDArray[np.int64] | npt.NDArray[np.object_]:
+    ncodes: int | None = None,
+) -> Composite:
     # Lexicographic (code, bucket, rank) as one integer; Python ints if int64 would overflow.
     codes = code.astype(np.int64)
-    if (int(codes.max(initial=0)) + 1) * nb * nr < 2**62:
+    top = ncodes if ncodes is not None else int(codes.max(initial=0)) + 1
+    if (top + 1) * nb * nr < 2**62:
         return (codes * nb + brel.astype(np.int64)) * nr + rank.astype(np.int64)
     wide: npt.NDArray[np.object_] = (
         codes.astype(object) * nb + brel.astype(object)
     ) * nr + rank.astype(object)
     return wide
+
+
+class _Sums:
+    """Prefix sums (count, sum, sum of squares) whose differences keep the accuracy of a
+    direct float64 sum.
+
+    ``np.cumsum`` adds left to right, so the rounding error of each step is known exactly
+    (TwoSum on consecutive prefixes); their running sum is carried alongside. A range sum
+    is the difference of the float64 prefixes plus the difference of the error prefixes: a
+    double-double prefix, in float64 vector operations (as fast as a ``longdouble`` cumsum,
+    more accurate, and the same on every platform).
+    """
+
+    def __init__(self, sums: F64, sumsq: F64, counts: I64) -> None:
+        self.count = _prefix(counts.astype(np.int64))
+        self.sum = _two_sum_prefix(sums)
+        self.sumsq = _two_sum_prefix(sumsq)
+
+    def between(self, lo: I64, hi: I64) -> tuple[F64, F64, F64]:
+        """(count, sum, sum of squares) of the rows ``[lo, hi)``, per pair of bounds."""
+        cnt = (self.count[hi] - self.count[lo]).astype(np.float64)
+        return cnt, _diff(self.sum, lo, hi), _diff(self.sumsq, lo, hi)
+
+
+def _prefix(values: I64) -> I64:
+    out = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(values, out=out[1:])
+    return out
+
+
+def _two_sum_prefix(x: F64) -> tuple[F64, F64]:
+    n = len(x)
+    s = np.zeros(n + 1)
+    np.cumsum(x, out=s[1:])
+    a, t = s[:-1], s[1:]
+    bb = t - a
+    err = t - bb
+    np.subtract(a, err, out=err)
+    x_bb = np.subtract(x, bb, out=bb)
+    np.add(err, x_bb, out=err)
+    e = np.zeros(n + 1)
+    np.cumsum(err, out=e[1:])
+    return s, e
+
+
+def _diff(prefix: tuple[F64, F64], lo: I64, hi: I64) -> F64:
+    s, e = prefix
+    out: F64 = (s[hi] - s[lo]) + (e[hi] - e[lo])
+    return out
 
 
 def _stat(stat: str, cnt: F64, tot: F64, sq: F64, mn: F64 | None, mx: F64 | None) -> F64:
@@ -312,30 +567,41 @@ def _stat(stat: str, cnt: F64, tot: F64, sq: F64, mn: F64 | None, mx: F64 | None
 
 
 class _SparseTable:
-    """Range min/max over a static array: O(n log n) build, O(1) per query, all vectorized."""
+    """Range min/max over a static array, all vectorized: O(1) per query.
 
-    def __init__(self, values: F64, op: np.ufunc) -> None:
+    Level ``k`` holds ``op`` over each run of ``2**k`` values (padded with ``empty`` to one
+    2-D array, so a query is two fancy-indexed reads). Built only up to the level of
+    ``longest``, the longest range that will be asked: O(n log longest), not O(n log n),
+    when ranges are short (most keys: a few rows).
+    """
+
+    def __init__(self, values: F64, op: np.ufunc, empty: float, longest: int | None = None) -> None:
         self.op = op
-        self.levels = [values.astype(np.float64)]
-        k = 1
-        while (1 << k) <= len(values):
-            prev = self.levels[-1]
+        self.empty = empty
+        n = len(values)
+        limit = n if longest is None else min(n, longest)
+        depth = max(limit, 1).bit_length()
+        table = np.full((depth, max(n, 1)), empty)
+        table[0, :n] = values
+        for k in range(1, depth):
             half = 1 << (k - 1)
-            self.levels.append(op(prev[:-half], prev[half:]))
-            k += 1
+            op(table[k - 1, : n - half], table[k - 1, half:n], out=table[k, : n - half])
+        self.table = table
 
-    def query(self, lo: I64, hi: I64, empty: float) -> F64:
+    def query(self, lo: I64, hi: I64) -> F64:
         length = hi - lo
-        out = np.full(len(lo), empty)
         ok = length > 0
         if not ok.any():
-            return out
-        k = np.zeros(len(lo), dtype=np.int64)
-        k[ok] = np.floor(np.log2(length[ok])).astype(np.int64)
-        for level in np.unique(k[ok]):
-            sel = ok & (k == level)
-            table = self.levels[level]
-            a = table[lo[sel]]
-            b = table[hi[sel] - (1 << level)]
-            out[sel] = self.op(a, b)
+            return np.full(len(lo), self.empty)
+        safe = np.where(ok, length, 1)
+        k = np.floor(np.log2(safe)).astype(np.int64)
+        if int(k.max()) >= len(self.table):
+            raise ValueError("range longer than the sparse table was built for")
+        flat = self.table.reshape(-1)
+        row = k * self.table.shape[1]
+        first = np.where(ok, lo, 0)
+        a = flat[row + first]
+        b = flat[row + np.where(ok, hi - (1 << k), 0)]
+        out: F64 = self.op(a, b)
+        out[~ok] = self.empty
         return out

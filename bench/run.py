@@ -28,7 +28,7 @@ Benchmarks (names for ``--only``):
 * ``file``: ``riskstream run`` file -> checkpointed store with the bench spec
   (``bench/specs/bench.yaml``: 5 metrics x 5 tiers, 10 rules, a file sink), and with the
   shared spec (``bench/specs/shared.yaml``: the DuckDB/Quix aggregates only); a fresh process,
-  data dir and working dir each run; peak RSS from ``wait4``.
+  data dir and working dir each run; peak RSS = the process's ``VmHWM``.
 * ``kafka``: a real broker (``tools/kafka.py``); the file produced into a topic; Quix Streams
   (``bench/quix_app.py``, in ``bench/.quix-venv``) and ``riskstream run --source kafka://...``
   (bench spec and shared spec) each consume the whole topic with a fresh consumer group.
@@ -150,17 +150,30 @@ def run_measured(
     cwd: Path | None = None,
     timeout: float = RUN_TIMEOUT_S,
 ) -> dict[str, Any]:
-    """Run a command to completion: wall seconds, output and peak RSS (``wait4``).
+    """Run a command to completion: wall seconds, output and peak RSS.
 
-    The child gets its own session, so a timeout kills it and everything it started.
+    Peak RSS is the child's ``VmHWM`` (``/proc/PID/status``), polled every 20 ms until it
+    exits (the high-water mark only grows, so the last reading is the peak up to ~20 ms before
+    the exit). Not ``wait4``'s ``ru_maxrss``: Linux carries the forking process's RSS over
+    ``exec`` into it, so every child would report at least this harness's own peak (e.g. the
+    Kafka producer's buffers). The child gets its own session, so a timeout kills it and
+    everything it started.
     """
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=err, cwd=cwd, start_new_session=True
         )
+        status_file = Path(f"/proc/{proc.pid}/status")
+        hwm_kb = 0
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            # Read before reaping: after wait4 the pid (and its /proc entry) is gone.
+            with contextlib.suppress(OSError, ValueError):
+                for line in status_file.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        hwm_kb = max(hwm_kb, int(line.split()[1]))
+                        break
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.perf_counter() - t0 > timeout:
@@ -179,7 +192,7 @@ def run_measured(
         stderr = err.read().decode(errors="replace")
     if proc.returncode:
         raise BenchError(f"{shlex.join(cmd[:6])} failed ({proc.returncode}): {stderr[-3000:]}")
-    return {"wall": wall, "stdout": stdout, "stderr": stderr, "rss_mib": usage.ru_maxrss / 1024}
+    return {"wall": wall, "stdout": stdout, "stderr": stderr, "rss_mib": hwm_kb / 1024}
 
 
 def env_for(src: Path | None) -> dict[str, str]:
@@ -1067,7 +1080,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"### {mem['events']:,} events, peak memory",
             "",
             f"`riskstream run -c bench/specs/bench.yaml --source file:events-{mem['events']}-seed7.jsonl "
-            "--until-end`, one run; peak RSS of the process from `wait4`.",
+            "--until-end`, one run; peak RSS = the process's `VmHWM` (polled every 20 ms).",
             "",
             "| events | distinct cards | seconds | events/s | peak RSS |",
             "| ---: | ---: | ---: | ---: | ---: |",

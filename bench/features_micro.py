@@ -7,7 +7,7 @@ times each recorded call with the working-tree functions and with a baseline rev
 from ``git show REV:...`` into a temporary directory (nothing is written to the tree). The
 answers are compared too (counts and distincts equal, floats within 1e-9).
 
-    .venv/bin/python bench/features_micro.py                   # baseline HEAD
+    .venv/bin/python bench/features_micro.py                   # baseline b5228e8
     .venv/bin/python bench/features_micro.py --baseline ad5b6c1 --repeat 9
     .venv/bin/python bench/features_micro.py --no-baseline     # the working tree alone
 
@@ -154,6 +154,82 @@ def same(name: str, a: pl.DataFrame, b: pl.DataFrame) -> str | None:
     return None
 
 
+def whole_runs(
+    spec_path: Path,
+    events: int,
+    batch: int,
+    seed: int,
+    repeat: int,
+    baseline: tuple[ModuleType, ModuleType] | None,
+) -> None:
+    """Whole ``Pipeline.process`` runs over the stream, the feature functions swapped per run,
+    timing the two pipeline stages that call them (``_features``, ``_advance_tails``)."""
+    spec = load_spec(spec_path)
+    current = (feat, dfeat)
+    names = {
+        feat: ("compute", "gather_keys", "state_rows", "keyed"),
+        dfeat: ("compute_distinct", "value_rows"),
+    }
+    saved = {(m, n): getattr(m, n) for m, ns in names.items() for n in ns}
+    stages = ("_features", "_advance_tails")
+    originals = {s: getattr(Pipeline, s) for s in stages}
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(stage: str) -> Callable[..., Any]:
+        def wrapper(self: Pipeline, *args: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return originals[stage](self, *args)
+            finally:
+                spent[stage] += time.perf_counter() - start
+
+        return wrapper
+
+    variants = (
+        {"current": current}
+        if baseline is None
+        else {"baseline": baseline, **dict(current=current)}
+    )
+    results: dict[tuple[str, str], list[float]] = defaultdict(list)
+    try:
+        for stage in stages:
+            setattr(Pipeline, stage, timed(stage))
+        for _ in range(repeat):
+            for variant, (fmod, dmod) in variants.items():
+                for (m, n), fn in saved.items():
+                    setattr(
+                        m,
+                        n,
+                        getattr(fmod if m is feat else dmod, n) if variant != "current" else fn,
+                    )
+                spent.clear()
+                pipe = Pipeline(spec)
+                source = GeneratorSource(events, seed)
+                start = time.perf_counter()
+                while (raw := source.read_batch(batch, 0.0)) is not None:
+                    pipe.process(raw)
+                results[(variant, "process (whole batch)")].append(time.perf_counter() - start)
+                for stage in stages:
+                    results[(variant, stage)].append(spent[stage])
+    finally:
+        for (m, n), fn in saved.items():
+            setattr(m, n, fn)
+        for stage, fn in originals.items():
+            setattr(Pipeline, stage, fn)
+    print(
+        f"\nwhole runs of {events:,} events in batches of {batch:,}: seconds, median / min of {repeat}"
+    )
+    print(f"{'stage':24}" + "".join(f"{v:>18}" for v in variants))
+    for stage in (*stages, "process (whole batch)"):
+        cells = [results[(v, stage)] for v in variants]
+        line = f"{'Pipeline.' + stage if stage in stages else stage:24}" + "".join(
+            f"{statistics.median(c):8.2f} / {min(c):6.2f}" for c in cells
+        )
+        if len(cells) > 1:
+            line += f"   {statistics.median(cells[0]) / statistics.median(cells[1]):5.2f}x"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", type=Path, default=ROOT / "bench/specs/bench.yaml")
@@ -162,9 +238,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip", type=int, default=5, help="batches to run before recording")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--baseline", default="HEAD", help="git revision to compare with")
+    # b5228e8: the last revision before the NumPy rewrite of these two modules.
+    parser.add_argument("--baseline", default="b5228e8", help="git revision to compare with")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--whole",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N whole pipeline runs per variant, timing Pipeline._features and "
+        "Pipeline._advance_tails",
+    )
     args = parser.parse_args()
+    if args.whole:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = None if args.no_baseline else load_baseline(args.baseline, Path(tmp))
+            whole_runs(args.spec, args.events, args.batch, args.seed, args.whole, base)
+        return
 
     t0 = time.perf_counter()
     calls, batches = record(args.spec, args.events, args.batch, args.seed, args.skip)

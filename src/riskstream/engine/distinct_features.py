@@ -22,7 +22,7 @@ import numpy.typing as npt
 import polars as pl
 
 from riskstream.engine.decode import SEQ, TIME
-from riskstream.engine.features import Request, key_codes
+from riskstream.engine.features import Request, key_codes, locate
 from riskstream.engine.metrics import CATEGORY
 from riskstream.engine.tiers import KEY, start_expr
 
@@ -84,9 +84,26 @@ def _counts(
     nv = len(pos)
     keycol = queries[KEY]
     qkeys = keycol if nv == queries.height else keycol.gather(pos)
-    code, (scode, ccode), _ = key_codes(qkeys, [state[KEY], contrib[KEY]])
+    seq_all = queries[SEQ].to_numpy().astype(np.int64)
+    # A contribution is (in the pipeline, always) a query row of the same _seq and key: it
+    # takes that row's code; any other goes through the hash lookup.
+    ckeys = contrib[KEY].rechunk()
+    at = locate(seq_all, contrib[SEQ].to_numpy().astype(np.int64))
+    found = np.flatnonzero(at >= 0)
+    same = np.zeros(len(at), dtype=np.bool_)
+    if len(found):
+        same[found] = (
+            (ckeys.gather(found) == keycol.gather(at[found])).fill_null(False).to_numpy()
+        )
+    other = np.flatnonzero(~same)
+    code, (scode, ocode), _ = key_codes(qkeys, [state[KEY], ckeys.gather(other)])
+    row_code = np.full(queries.height, -1, np.int64)
+    row_code[pos] = code
+    ccode = np.full(len(at), -1, np.int64)
+    ccode[same] = row_code[at[same]]
+    ccode[other] = ocode
     qb = _buckets(queries, tier)[pos]
-    qseq = queries[SEQ].to_numpy().astype(np.int64)[pos]
+    qseq = seq_all[pos]
 
     srows = np.flatnonzero(scode >= 0)
     crows = np.flatnonzero(ccode >= 0)

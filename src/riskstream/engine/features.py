@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -163,56 +164,54 @@ def key_codes(keys: pl.Series, others: Sequence[pl.Series] = ()) -> tuple[I64, l
     row's key, or -1 when that key (or null) is not among ``keys``. Codes are below the
     returned bound; equal keys get equal codes, different keys different ones.
 
-    One sort of the 64-bit key hashes of all rows, then each row's string is compared with
-    its neighbour in that order, so the mapping is exact: should two different strings share
-    a hash, the codes come from an exact join instead.
+    The codes are the ranks of the keys' 64-bit hashes (one sort), and each key is compared
+    with its neighbour in that order, so a hash shared by two different keys is noticed (the
+    codes then come from an exact join instead). A row of ``others`` is looked up by binary
+    search among those hashes, then compared with the key its code stands for, so a row
+    whose hash collides with a key's but whose string differs gets -1.
     """
     n = len(keys)
-    parts = [keys]
-    valid: list[npt.NDArray[np.bool_] | None] = []
-    for o in others:
-        if o.null_count():
-            mask = o.is_not_null().to_numpy()
-            valid.append(mask)
-            parts.append(o.filter(pl.Series(mask)))
-        else:
-            valid.append(None)
-            parts.append(o)
-    sizes = [len(p) for p in parts]
-    total = sum(sizes)
     if not n:
         return np.zeros(0, np.int64), [np.full(len(o), -1, np.int64) for o in others], 0
-    # One chunk: gathering from a many-chunk series is several times slower.
-    everything = (pl.concat(parts) if len(parts) > 1 else keys).rechunk()
-    h = key_hash(everything)
+    # One chunk each: gathering from a many-chunk series is several times slower.
+    keys = keys.rechunk()
+    h = key_hash(keys)
     perm = np.argsort(h)
     hs = h[perm]
-    new = np.ones(total, dtype=np.bool_)
+    new = np.ones(n, dtype=np.bool_)
     np.not_equal(hs[1:], hs[:-1], out=new[1:])
     if not new.all():
-        ordered = everything.gather(perm)
-        same = (ordered.slice(1) == ordered.slice(0, total - 1)).to_numpy()
+        ordered = keys.gather(perm)
+        same = (ordered.slice(1) == ordered.slice(0, n - 1)).to_numpy()
         if not (same | new[1:]).all():
             return _exact_codes(keys, others)
     sorted_codes = np.cumsum(new, dtype=np.int64) - 1
-    codes = np.empty(total, np.int64)
+    codes = np.empty(n, np.int64)
     codes[perm] = sorted_codes
-    bound = int(sorted_codes[-1]) + 1
-    in_keys = np.zeros(bound, dtype=np.bool_)
-    q = codes[:n]
-    in_keys[q] = True
+    uniq = hs[new]
+    rep = keys.gather(perm[new])
     out: list[I64] = []
-    at = n
-    for size, o, present in zip(sizes[1:], others, valid, strict=True):
-        c = codes[at : at + size]
-        at += size
-        c = np.where(in_keys[c], c, -1)
-        if present is not None:
-            full = np.full(len(o), -1, np.int64)
-            full[present] = c
-            c = full
-        out.append(c)
-    return q, out, bound
+    for o in others:
+        if not len(o):
+            out.append(np.zeros(0, np.int64))
+            continue
+        o = o.rechunk()
+        oh = key_hash(o)
+        at = np.searchsorted(uniq, oh)
+        np.minimum(at, len(uniq) - 1, out=at)
+        code = at.astype(np.int64)
+        hit = uniq[at] == oh
+        if o.null_count():
+            hit &= o.is_not_null().to_numpy()
+        if hit.all():
+            hit = (o == rep.gather(code)).fill_null(False).to_numpy().copy()
+        else:
+            rows = np.flatnonzero(hit)
+            same = (o.gather(rows) == rep.gather(code[rows])).fill_null(False).to_numpy()
+            hit[rows[~same]] = False
+        code[~hit] = -1
+        out.append(code)
+    return codes, out, len(uniq)
 
 
 def _exact_codes(keys: pl.Series, others: Sequence[pl.Series]) -> tuple[I64, list[I64], int]:
@@ -303,14 +302,14 @@ def _numeric(
     contributes = np.zeros(n, dtype=np.bool_)
     value = np.zeros(n)
     if contrib.height:
-        at = _locate(seq_all, contrib[SEQ].to_numpy().astype(np.int64))
+        at = locate(seq_all, contrib[SEQ].to_numpy().astype(np.int64))
         ok = at >= 0
         contributes[at[ok]] = True
         value[at[ok]] = contrib[VALUE].fill_null(0.0).to_numpy().astype(np.float64)[ok]
 
+    cols = _state_columns(state)
     srows = np.flatnonzero(scode >= 0)
-    cols = _state_columns(state, srows)
-    sb = cols["b"].astype(np.int64)
+    sb = cols["b"][srows].astype(np.int64, copy=False)
     b = b_all[pos]
     max_w = max(req.window_ms for req in requests)
     b_min = int(min(b.min(), sb.min(initial=b.max()))) - max_w
@@ -331,33 +330,49 @@ def _numeric(
     late = np.flatnonzero(cflag & ~inorder)
     nq = len(pos)
 
-    # State rows sorted by (code, bucket); all ingested before any query.
-    s_comp = _composite(
-        scode[srows], (sb - b_min) // width, np.zeros(len(srows), np.int64), nb, nr, ncodes
-    )
+    # State rows sorted by (code, bucket); all ingested before any query. Rows outside
+    # every window of their key (older than its first query's widest window, or after
+    # its last query) are dropped first: they cannot be in any slice.
+    s_code = scode[srows]
+    s_brel = sb - b_min
+    s_brel //= width
+    lead = np.ones(nq, dtype=np.bool_)
+    np.not_equal(code[1:], code[:-1], out=lead[1:])
+    firsts = np.flatnonzero(lead)
+    lasts = np.append(firsts[1:] - 1, nq - 1)
+    lowest = np.zeros(ncodes, np.int64)
+    highest = np.full(ncodes, -1, np.int64)
+    lowest[code[firsts]] = brel[firsts] - max_w // width + 1
+    highest[code[lasts]] = brel[lasts]
+    useful = (s_brel >= lowest[s_code]) & (s_brel <= highest[s_code])
+    if not useful.all():
+        srows, s_code, s_brel = srows[useful], s_code[useful], s_brel[useful]
+    s_comp = _composite(s_code, s_brel, None, nb, nr, ncodes)
     s_order = np.argsort(s_comp)
     s_comp = s_comp[s_order]
+    s_rows = srows[s_order]
     s_hi = np.searchsorted(s_comp, probe, side="right")
     f_idx = np.flatnonzero(fresh)
     f_comp = probe[f_idx]
     f_hi = np.cumsum(fresh, dtype=np.int64)
-    zeros = np.zeros(nq, np.int64)
     windows = sorted({req.window_ms for req in requests})
     bounds: dict[int, tuple[I64, I64]] = {}
     for w in windows:
-        first = _composite(code, brel - w // width + 1, zeros, nb, nr, ncodes)
+        first = _composite(code, brel - w // width + 1, None, nb, nr, ncodes)
         bounds[w] = (
             np.searchsorted(s_comp, first, side="left"),
             np.searchsorted(f_comp, first, side="left"),
         )
 
+    def state_col(name: str) -> F64:
+        out: F64 = cols[name][s_rows].astype(np.float64, copy=False)
+        return out
+
     vf = v[f_idx]
-    sums = _Sums(
-        cols["sum"].astype(np.float64)[s_order],
-        cols["sumsq"].astype(np.float64)[s_order],
-        cols["count"].astype(np.int64)[s_order],
-    )
+    sums = _Sums(state_col("sum"), state_col("sumsq"), cols["count"][s_rows])
     fsums = _Sums(vf, vf * vf, np.ones(len(vf), np.int64))
+    s_at_hi = sums.at(s_hi)
+    f_at_hi = fsums.at(f_hi)
 
     def tables(stat: str, fill: float, op: np.ufunc) -> dict[int, tuple[F64, F64]]:
         """Per window asked for ``stat``: its state part and fresh part, per query."""
@@ -366,7 +381,7 @@ def _numeric(
             return {}
         s_long = max(int((s_hi - bounds[w][0]).max(initial=0)) for w in asked)
         f_long = max(int((f_hi - bounds[w][1]).max(initial=0)) for w in asked)
-        s_table = _SparseTable(cols[stat].astype(np.float64)[s_order], op, fill, s_long)
+        s_table = _SparseTable(state_col(stat), op, fill, s_long)
         f_table = _SparseTable(vf, op, fill, f_long)
         return {
             w: (s_table.query(bounds[w][0], s_hi), f_table.query(bounds[w][1], f_hi)) for w in asked
@@ -381,8 +396,8 @@ def _numeric(
     results: dict[int, dict[str, F64]] = {}
     for w in windows:
         s_lo, f_lo = bounds[w]
-        cnt, tot, sq = sums.between(s_lo, s_hi)
-        f_cnt, f_tot, f_sq = fsums.between(f_lo, f_hi)
+        cnt, tot, sq = _between(sums.at(s_lo), s_at_hi)
+        f_cnt, f_tot, f_sq = _between(fsums.at(f_lo), f_at_hi)
         acc = {"count": cnt + f_cnt, "sum": tot + f_tot, "sumsq": sq + f_sq}
         for name, (op, parts) in extremes.items():
             if w in parts:
@@ -404,23 +419,21 @@ def _numeric(
     return results, pos
 
 
-def _state_columns(state: pl.DataFrame, rows: I64) -> dict[str, npt.NDArray[np.generic]]:
-    """The numeric state columns of ``rows`` as NumPy (null min/max as the empty value)."""
-    frame = state.select(
-        "b",
-        "count",
-        "sum",
-        "sumsq",
-        pl.col("min").fill_null(math.inf),
-        pl.col("max").fill_null(-math.inf),
-    )
-    if len(rows) < state.height:
-        frame = frame[rows]
-    return {c: frame[c].to_numpy() for c in frame.columns}
+def _state_columns(state: pl.DataFrame) -> dict[str, npt.NDArray[np.generic]]:
+    """The numeric state columns as NumPy (views where possible; null min/max as the empty
+    value of their stat, a null sum or count as NaN or 0 as a sum over them would give)."""
+    out: dict[str, npt.NDArray[np.generic]] = {}
+    fills = {"min": math.inf, "max": -math.inf, "count": 0}
+    for name in ("b", "count", "sum", "sumsq", "min", "max"):
+        col = state[name]
+        if col.null_count() and name in fills:
+            col = col.fill_null(fills[name])
+        out[name] = col.to_numpy()
+    return out
 
 
-def _locate(haystack: I64, needles: I64) -> I64:
-    """Index in ``haystack`` (unique values) of each needle, -1 where absent."""
+def locate(haystack: I64, needles: I64) -> I64:
+    """Index in ``haystack`` (unique values, e.g. ``_seq``) of each needle, -1 where absent."""
     if len(haystack) > 1 and bool((haystack[1:] > haystack[:-1]).all()):
         ordered: I64 | None = None
         hay = haystack
@@ -483,19 +496,24 @@ def _in_order(code: npt.NDArray[np.integer], b: I64) -> npt.NDArray[np.bool_]:
 def _composite(
     code: npt.NDArray[np.integer],
     brel: npt.NDArray[np.integer],
-    rank: npt.NDArray[np.integer],
+    rank: npt.NDArray[np.integer] | None,
     nb: int,
     nr: int,
     ncodes: int | None = None,
 ) -> Composite:
-    # Lexicographic (code, bucket, rank) as one integer; Python ints if int64 would overflow.
-    codes = code.astype(np.int64)
-    top = ncodes if ncodes is not None else int(codes.max(initial=0)) + 1
+    # Lexicographic (code, bucket, rank) as one integer (rank None: 0); Python ints if int64
+    # would overflow.
+    top = ncodes if ncodes is not None else int(code.max(initial=0)) + 1
     if (top + 1) * nb * nr < 2**62:
-        return (codes * nb + brel.astype(np.int64)) * nr + rank.astype(np.int64)
-    wide: npt.NDArray[np.object_] = (
-        codes.astype(object) * nb + brel.astype(object)
-    ) * nr + rank.astype(object)
+        out: I64 = code.astype(np.int64) * nb
+        out += brel
+        out *= nr
+        if rank is not None:
+            out += rank
+        return out
+    wide: npt.NDArray[np.object_] = (code.astype(object) * nb + brel.astype(object)) * nr
+    if rank is not None:
+        wide = wide + rank.astype(object)
     return wide
 
 
@@ -510,15 +528,24 @@ class _Sums:
     more accurate, and the same on every platform).
     """
 
-    def __init__(self, sums: F64, sumsq: F64, counts: I64) -> None:
-        self.count = _prefix(counts.astype(np.int64))
-        self.sum = _two_sum_prefix(sums)
-        self.sumsq = _two_sum_prefix(sumsq)
+    def __init__(self, sums: F64, sumsq: F64, counts: npt.NDArray[Any]) -> None:
+        self.columns = (
+            _prefix(counts.astype(np.int64, copy=False)),
+            *_two_sum_prefix(sums),
+            *_two_sum_prefix(sumsq),
+        )
 
-    def between(self, lo: I64, hi: I64) -> tuple[F64, F64, F64]:
-        """(count, sum, sum of squares) of the rows ``[lo, hi)``, per pair of bounds."""
-        cnt = (self.count[hi] - self.count[lo]).astype(np.float64)
-        return cnt, _diff(self.sum, lo, hi), _diff(self.sumsq, lo, hi)
+    def at(self, idx: I64) -> list[npt.NDArray[Any]]:
+        """The prefixes at ``idx`` (one gather per column; reused across windows)."""
+        return [c[idx] for c in self.columns]
+
+
+def _between(lo: list[npt.NDArray[Any]], hi: list[npt.NDArray[Any]]) -> tuple[F64, F64, F64]:
+    """(count, sum, sum of squares) between two bounds read by :meth:`_Sums.at`."""
+    cnt = (hi[0] - lo[0]).astype(np.float64)
+    tot: F64 = (hi[1] - lo[1]) + (hi[2] - lo[2])
+    sq: F64 = (hi[3] - lo[3]) + (hi[4] - lo[4])
+    return cnt, tot, sq
 
 
 def _prefix(values: I64) -> I64:
@@ -540,12 +567,6 @@ def _two_sum_prefix(x: F64) -> tuple[F64, F64]:
     e = np.zeros(n + 1)
     np.cumsum(err, out=e[1:])
     return s, e
-
-
-def _diff(prefix: tuple[F64, F64], lo: I64, hi: I64) -> F64:
-    s, e = prefix
-    out: F64 = (s[hi] - s[lo]) + (e[hi] - e[lo])
-    return out
 
 
 def _stat(stat: str, cnt: F64, tot: F64, sq: F64, mn: F64 | None, mx: F64 | None) -> F64:
@@ -581,11 +602,12 @@ class _SparseTable:
         n = len(values)
         limit = n if longest is None else min(n, longest)
         depth = max(limit, 1).bit_length()
-        table = np.full((depth, max(n, 1)), empty)
+        table = np.empty((depth, max(n, 1)))
         table[0, :n] = values
         for k in range(1, depth):
             half = 1 << (k - 1)
             op(table[k - 1, : n - half], table[k - 1, half:n], out=table[k, : n - half])
+            table[k, n - half :] = empty  # past the end: never read by a valid range
         self.table = table
 
     def query(self, lo: I64, hi: I64) -> F64:

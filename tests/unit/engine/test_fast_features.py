@@ -453,3 +453,28 @@ def test_windows_at_tier_widths(tier: str) -> None:
     case = Case(events, [2, 4], tier, [width, 2 * width], via_tail=True)
     check_numeric(case)
     check_distinct(case)
+
+
+def test_distinct_reads_contributions_by_their_own_key_and_seq() -> None:
+    # Contributions normally are query rows (same _seq, same key); one that is not (another
+    # key, or a _seq outside the batch's queries) still counts under its own key.
+    queries = pl.DataFrame(
+        {"key": ["a", "a", "b"], "_t": [1_000, 2_000, 2_000], "_seq": [1, 3, 4]},
+        schema={"key": pl.String, "_t": pl.Int64, "_seq": pl.Int64},
+    )
+    contrib = pl.DataFrame(
+        {
+            "key": ["a", "b", "a"],
+            "_t": [1_000, 2_000, 1_500],
+            "_seq": [1, 3, 2],
+            "v": [1.0, 1.0, 1.0],
+            "c": ["x", "y", "z"],
+        }
+    )
+    state = pl.DataFrame(schema=dfeat.VALUE_STATE_SCHEMA)
+    for hashing in (contextmanager(lambda: iter([None]))(), colliding_hash()):
+        with hashing:
+            out = dfeat.compute_distinct(
+                queries, contrib, state, "second", [feat.Request("d", "distinct", 10_000)]
+            )
+        assert out["d"].to_list() == [1, 2, 1]

@@ -64,8 +64,9 @@ def _pending(ctx: ApiContext) -> Pending | None:
     """The runner's not-yet-checkpointed buckets (the caller holds the engine lock)."""
     if ctx.runner is None:
         return None
-    parts, sketches, dists = ctx.runner.pipeline.pending.frames()
-    return Pending(parts, sketches, dists)
+    pending = ctx.runner.pipeline.pending
+    parts, sketches, dists = pending.frames()
+    return Pending(parts, sketches, dists, dict(pending.rolled))
 
 
 @router.get(
@@ -216,10 +217,7 @@ def _pending_tier(
 ) -> pl.DataFrame:
     if ctx.runner is None:
         return pl.DataFrame()
-    frames = ctx.runner.pipeline.pending.partials.get((metric, tier)) or []
-    parts = [
-        f.filter((pl.col("key") == key) & (pl.col("start") >= lo) & (pl.col("start") < hi))
-        for f in frames
-    ]
-    parts = [p.select("start", "count", "sum") for p in parts if p.height]
-    return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
+    pending = _pending(ctx)
+    assert pending is not None
+    rows = pending.rows(pending.partials, ctx.spec.tiers, metric, key, [(tier, lo, hi)])
+    return rows.select("start", "count", "sum") if rows.height else rows

@@ -11,7 +11,9 @@ from riskstream.engine import sketch
 from riskstream.engine.decode import SEQ, TIME
 from riskstream.engine.tiers import KEY, START, VALUE, start_expr
 from riskstream.rules import CompiledExpr, ListValues
+from riskstream.spec.durations import bucket_start
 from riskstream.spec.model import MetricSpec
+from riskstream.store import layout
 
 NUMERIC_VALUE_STATS = frozenset({"sum", "avg", "min", "max", "var", "stddev"})
 CATEGORY = "c"
@@ -70,6 +72,10 @@ class Pending:
     """
 
     contributions: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+    #: Roll marks of the store (``store.layout``): a coarse tier gets only the contributions
+    #: before its mark (late deltas); the rest reaches it by roll-up from the finer tiers.
+    #: Empty: every tier gets every contribution.
+    rolled: dict[str, int] = field(default_factory=dict)
     _shape: dict[str, tuple[frozenset[str], tuple[str, ...]]] = field(default_factory=dict)
     _cache: (
         tuple[
@@ -130,12 +136,21 @@ class Pending:
                 continue
             stats, tiers = self._shape[name]
             contrib = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+            ladder = layout.ladder_of(tiers)
+            t_min = contrib[TIME].min()
+            assert isinstance(t_min, int)
             # A dense code per key of this checkpoint (``_code``) rides along in every frame,
             # so the store maps keys to its ids once per key, not once per bucket row.
             codes = contrib.select(pl.col(KEY).unique()).with_row_index(CODE)
             contrib = contrib.join(codes, on=KEY, how="left")
             for tier in tiers:
                 slot = (name, tier)
+                mark = layout.mark(self.rolled, ladder, tier)
+                if bucket_start(t_min, tier) >= mark:
+                    continue  # no late deltas: roll-up brings these buckets
+                source = contrib.lazy()
+                if mark < layout.ALWAYS:
+                    source = source.filter(start_expr(pl.col(TIME), tier) < mark)
                 # Grouped by the integer code (faster than by the key text); the key rides along.
                 start = start_expr(pl.col(TIME), tier).alias(START)
                 v = pl.col(VALUE)
@@ -143,8 +158,7 @@ class Pending:
                     (
                         "p",
                         slot,
-                        contrib.lazy()
-                        .group_by(CODE, start)
+                        source.group_by(CODE, start)
                         .agg(
                             pl.col(KEY).first(),
                             pl.len().cast(pl.Int64).alias("count"),
@@ -161,8 +175,7 @@ class Pending:
                         (
                             "s",
                             slot,
-                            contrib.lazy()
-                            .filter(pl.col(CATEGORY).is_not_null())
+                            source.filter(pl.col(CATEGORY).is_not_null())
                             .group_by(CODE, start)
                             .agg(pl.col(KEY).first(), pl.col(CATEGORY).unique().alias("vals"))
                             .select(KEY, START, "vals", CODE),
@@ -173,13 +186,11 @@ class Pending:
                         (
                             "d",
                             slot,
-                            contrib.lazy()
-                            .group_by(
+                            source.group_by(
                                 KEY,
                                 start_expr(pl.col(TIME), tier).alias(START),
                                 pl.col(CATEGORY).alias("category"),
-                            )
-                            .agg(pl.len().cast(pl.Int64).alias("count")),
+                            ).agg(pl.len().cast(pl.Int64).alias("count")),
                         )
                     )
         done = pl.collect_all([lf for _, _, lf in jobs]) if jobs else []
@@ -194,6 +205,11 @@ class Pending:
             else:
                 dists[slot] = frame
         return parts, sketches, dists
+
+    def set_rolled(self, marks: dict[str, int]) -> None:
+        """New roll marks (after a roll-up in the store; nothing is pending then)."""
+        self.rolled = dict(marks)
+        self._cache = None
 
     def compact(self) -> None:
         """Concatenate accumulated contribution frames so many small batches do not pile up."""

@@ -367,6 +367,9 @@ class Pipeline:
         if "watermark" in meta:
             self.watermark = int(meta["watermark"])
         self.next_case_seq = int(meta.get("next_case_seq", "1"))
+        self.pending.set_rolled(
+            {k[len("rolled.") :]: int(v) for k, v in meta.items() if k.startswith("rolled.")}
+        )
         for key, rows in tails.items():
             if key in self._groups and rows.height:
                 self._groups[key].tail = [rows]

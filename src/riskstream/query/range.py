@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from riskstream.engine.tiers import merge_rows
 from riskstream.errors import UsageError
 from riskstream.query.stitch import Plan, available_from, plan_range
 from riskstream.spec.model import PipelineSpec
+from riskstream.store import layout
 from riskstream.store.duck import Store
 
 
@@ -25,6 +26,34 @@ class Pending:
     partials: dict[tuple[str, str], pl.DataFrame]
     sketches: dict[tuple[str, str], pl.DataFrame]
     distributions: dict[tuple[str, str], pl.DataFrame]
+    #: The roll marks the frames were aggregated under (``store.layout``; empty: none).
+    rolled: Mapping[str, int] = field(default_factory=dict)
+
+    def rows(
+        self,
+        source: dict[tuple[str, str], pl.DataFrame],
+        tiers: Sequence[str],
+        metric: str,
+        key: str,
+        segments: Sequence[tuple[str, int, int]],
+    ) -> pl.DataFrame:
+        """Pending rows of ``metric``/``key`` inside ``segments`` (tier, start, end), read where
+        each tier's buckets live (a coarse tier's recent buckets are still finer rows)."""
+        ladder = layout.ladder_of(tiers)
+        conds: dict[str, pl.Expr] = {}
+        for tier, start, end in segments:
+            for src, lo, hi in layout.sources(tier, ladder, self.rolled):
+                a, b = max(start, lo), min(end, hi)
+                if a < b:
+                    c = (pl.col("start") >= a) & (pl.col("start") < b)
+                    conds[src] = conds[src] | c if src in conds else c
+        parts = []
+        for src, cond in conds.items():
+            frame = source.get((metric, src))
+            if frame is not None and frame.height:
+                parts.append(frame.filter((pl.col("key") == key) & cond))
+        parts = [p for p in parts if p.height]
+        return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
 
 
 def iso(ms: int) -> str:
@@ -78,7 +107,7 @@ def query_range(
     stats: dict[str, Any] = {}
     frames = [numeric]
     if pending is not None:
-        frames += [_pending_rows(pending.partials, metric, t, key, plan) for t in spec.tiers]
+        frames.append(pending.rows(pending.partials, spec.tiers, metric, key, _segs(plan)))
     frames = [f.select("count", "sum", "min", "max", "m2") for f in frames if f.height]
     stats.update(_numeric_stats(frames, m.stats))
     if "distinct" in m.stats:
@@ -89,11 +118,10 @@ def query_range(
         vals = [v for v, _ in found]
         blobs = [bytes(b) if b is not None else None for _, b in found]
         if pending is not None:
-            for t in spec.tiers:
-                rows = _pending_rows(pending.sketches, metric, t, key, plan)
-                if rows.height:
-                    vals += rows["vals"].to_list()
-                    blobs += rows["hll"].to_list()
+            rows = pending.rows(pending.sketches, spec.tiers, metric, key, _segs(plan))
+            if rows.height:
+                vals += rows["vals"].to_list()
+                blobs += rows["hll"].to_list()
         stats["distinct"] = sketch.count_distinct(vals, blobs)
     if "distribution" in m.stats:
         dist = store.frame(
@@ -102,9 +130,7 @@ def query_range(
         )
         parts = [dist]
         if pending is not None:
-            parts += [
-                _pending_rows(pending.distributions, metric, t, key, plan) for t in spec.tiers
-            ]
+            parts.append(pending.rows(pending.distributions, spec.tiers, metric, key, _segs(plan)))
         parts = [p.select("category", "count") for p in parts if p.height]
         total = pl.concat(parts).group_by("category").agg(pl.col("count").sum()) if parts else None
         stats["distribution"] = (
@@ -140,17 +166,8 @@ def _segments_sql(plan: Plan) -> tuple[str, list[Any]]:
     return " OR ".join(parts), args
 
 
-def _pending_rows(
-    source: dict[tuple[str, str], pl.DataFrame], metric: str, tier: str, key: str, plan: Plan
-) -> pl.DataFrame:
-    frame = source.get((metric, tier))
-    if frame is None or not frame.height:
-        return pl.DataFrame()
-    cond = pl.lit(False)
-    for seg in plan.segments:
-        if seg.tier == tier:
-            cond = cond | ((pl.col("start") >= seg.start) & (pl.col("start") < seg.end))
-    return frame.filter((pl.col("key") == key) & cond)
+def _segs(plan: Plan) -> list[tuple[str, int, int]]:
+    return [(seg.tier, seg.start, seg.end) for seg in plan.segments]
 
 
 def _numeric_stats(frames: list[pl.DataFrame], wanted: Sequence[str]) -> dict[str, Any]:

@@ -187,6 +187,7 @@ class EmbeddedRunner:
     # ---- recovery ----------------------------------------------------------------------
 
     def _recover(self, store: Store) -> None:
+        store.configure_tiers(self.spec.tiers)
         meta = store.meta()
         self.quarantine = QuarantineFile(
             self.data_dir / "quarantine.jsonl", int(meta.get("quarantine_bytes", "0"))
@@ -351,6 +352,8 @@ class EmbeddedRunner:
 
             retention = {t: self.spec.retention_ms(t) for t in self.spec.tiers}
             avail = available_from(wm, self.spec.tiers, retention)
+            # Nothing is pending right after a checkpoint: new marks apply from the next batch.
+            self.pipeline.pending.set_rolled(store.roll_up(wm, self.spec.tiers))
             store.compact_before(avail, self.pipeline.value_horizons())
         store.fold()
         self._last_compact = time.monotonic()

@@ -25,6 +25,7 @@ from riskstream.engine.features import HASH, gather_keys, keyed
 from riskstream.engine.metrics import CODE
 from riskstream.errors import StoreError
 from riskstream.sinks.case import Case
+from riskstream.store import layout, rollup
 from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -265,14 +266,15 @@ class Store:
         if not (parts or sketches or values):
             return
         d = self._ids(con)
-        # Every tier of a metric has the same keys: take them from its smallest frame. Frames
-        # from the engine carry a per-checkpoint key code (``_code``): ids map by code, once per
-        # key; other frames (feature values, hand-made checkpoints) join on the key text.
-        smallest: dict[str, pl.DataFrame] = {}
+        # The finest tier of a metric (its largest frame) has all its keys; coarser tiers hold
+        # late deltas only, or the same keys. Frames from the engine carry a per-checkpoint key
+        # code (``_code``): ids map by code, once per key; other frames (feature values,
+        # hand-made checkpoints) join on the key text.
+        largest: dict[str, pl.DataFrame] = {}
         for (metric, _), f in [*parts.items(), *sketches.items()]:
-            if CODE in f.columns and (metric not in smallest or f.height < smallest[metric].height):
-                smallest[metric] = f
-        by_code = {m: f.select("key", CODE).unique(CODE) for m, f in smallest.items()}
+            if CODE in f.columns and (metric not in largest or f.height > largest[metric].height):
+                largest[metric] = f
+        by_code = {m: f.select("key", CODE).unique(CODE) for m, f in largest.items()}
         plain = [f for (m, _), f in [*parts.items(), *sketches.items()] if m not in by_code]
         ids = self._key_ids(con, d, [*by_code.values(), *plain, *values.values()])
         maps: dict[str, npt.NDArray[np.uint32]] = {}
@@ -330,7 +332,9 @@ class Store:
 
     def _write(self, con: duckdb.DuckDBPyConnection, cp: Checkpoint) -> None:
         self._write_rows(con, cp)
-        self._append(con, "distributions", cp.distributions, ["key", "start", "category", "count"])
+        self._append(
+            con, "distribution_rows", cp.distributions, ["key", "start", "category", "count"]
+        )
         for partition, pos in cp.positions.items():
             con.execute(
                 "INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", [cp.source, partition, pos]
@@ -394,6 +398,39 @@ class Store:
 
     # ---- upkeep ------------------------------------------------------------------------
 
+    def configure_tiers(self, tiers: Sequence[str]) -> dict[str, int]:
+        """Set up lazy roll-up for the spec's ``tiers``; returns the roll marks (store.layout)."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            row = con.execute("SELECT v FROM meta WHERE k = 'watermark'").fetchone()
+            marks = rollup.configure(con, tiers, int(row[0]) if row else None)
+            con.execute("COMMIT")
+        return marks
+
+    def roll_up(self, watermark: int, tiers: Sequence[str]) -> dict[str, int]:
+        """Roll buckets closed before ``watermark``'s into coarser tiers; the new marks."""
+        try:
+            with self.connect() as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    d = self._ids(con)
+                    marks = rollup.roll_up(
+                        con, watermark, tiers, lambda m, t: self._slot(con, d, m, t)
+                    )
+                    con.execute("COMMIT")
+                except BaseException:
+                    self._dict = None
+                    con.execute("ROLLBACK")
+                    raise
+        except duckdb.Error as exc:
+            raise StoreError(f"roll-up failed: {_first_line(exc)}") from None
+        return marks
+
+    def roll_marks(self) -> dict[str, int]:
+        """The stored roll marks."""
+        with self.connect() as con:
+            return rollup.read_marks(con)
+
     def fold(self) -> None:
         """Fold the rows of each bucket into one (appends leave one row per checkpoint)."""
         with self.connect() as con:
@@ -419,17 +456,17 @@ class Store:
                 "t.metric = d.metric AND t.tier = d.tier AND t.key = d.key AND t.start = d.start"
             )
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _dup AS SELECT {dkeys}, category FROM distributions
+                f"""CREATE OR REPLACE TEMP TABLE _dup AS SELECT {dkeys}, category FROM distribution_rows
                 GROUP BY ALL HAVING count(*) > 1"""
             )
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE _folded AS SELECT {dkeys}, category, sum(count) AS count
-                FROM distributions SEMI JOIN _dup USING ({dkeys}, category) GROUP BY ALL"""
+                FROM distribution_rows SEMI JOIN _dup USING ({dkeys}, category) GROUP BY ALL"""
             )
             con.execute(
-                f"DELETE FROM distributions t USING _dup d WHERE {dmatch} AND t.category = d.category"
+                f"DELETE FROM distribution_rows t USING _dup d WHERE {dmatch} AND t.category = d.category"
             )
-            con.execute("INSERT INTO distributions SELECT * FROM _folded")
+            con.execute("INSERT INTO distribution_rows SELECT * FROM _folded")
             con.execute("CREATE OR REPLACE TEMP TABLE _folded AS SELECT DISTINCT * FROM value_rows")
             con.execute("DELETE FROM value_rows")
             con.execute("INSERT INTO value_rows SELECT * FROM _folded")
@@ -509,6 +546,9 @@ class Store:
         dropped = 0
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
+            ladder = layout.ladder_of(list(available_from))
+            # Rows a coarser tier still reads through its roll mark stay (store.layout).
+            available_from = layout.drop_floors(ladder, rollup.read_marks(con), available_from)
             for (metric, tier), cutoff in (value_horizons or {}).items():
                 con.execute(
                     "DELETE FROM value_rows WHERE slot IN "
@@ -524,7 +564,7 @@ class Store:
                     ).fetchone()
                     dropped += int(row[0]) if row else 0
                 row = con.execute(
-                    "DELETE FROM distributions WHERE tier = ? AND start < ?", [tier, cutoff]
+                    "DELETE FROM distribution_rows WHERE tier = ? AND start < ?", [tier, cutoff]
                 ).fetchone()
                 dropped += int(row[0]) if row else 0
             con.execute("COMMIT")

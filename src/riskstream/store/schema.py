@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from riskstream.spec.durations import TIER_MS, TIER_ORDER, WEEK_OFFSET_MS
+
 #: Bump when the schema changes, and append the statements that migrate to it.
-SCHEMA_VERSION: Final[int] = 2
+SCHEMA_VERSION: Final[int] = 3
 
 
 #: Readers see the version-1 shape (metric, tier, key ...) through views over the compact tables.
@@ -25,6 +27,44 @@ _VIEWS: tuple[str, ...] = (
         SELECT s.metric, s.tier, k.key, r.b, r.c
         FROM value_rows r JOIN slots s ON s.slot = r.slot JOIN keys k ON k.kid = r.kid""",
 )
+
+#: Version 3: a tier's buckets are its own rows before its roll mark and the finer tiers'
+#: rows (re-bucketed) after it (see ``store.layout``); ``tier_sources`` lists, per tier, the
+#: physical (tier, start range) parts, and the views give every reader the complete tiers.
+_REBUCKET = "((r.start - ts.off) // ts.width * ts.width + ts.off)"
+_VIEWS_V3: tuple[str, ...] = (
+    f"""CREATE OR REPLACE VIEW buckets AS
+        SELECT s.metric, ts.tier, k.key, {_REBUCKET} AS start, r.count, r.sum, r.min, r.max, r.m2
+        FROM bucket_rows r JOIN slots s ON s.slot = r.slot
+        JOIN tier_sources ts ON ts.src = s.tier AND r.start >= ts.lo AND r.start < ts.hi
+        JOIN keys k ON k.kid = r.kid
+        UNION ALL
+        SELECT s.metric, ts.tier, k.key, {_REBUCKET}, r.count, 0.0::DOUBLE, NULL::DOUBLE,
+               NULL::DOUBLE, 0.0::DOUBLE
+        FROM sketch_rows r JOIN slots s ON s.slot = r.slot
+        JOIN tier_sources ts ON ts.src = s.tier AND r.start >= ts.lo AND r.start < ts.hi
+        JOIN keys k ON k.kid = r.kid
+        WHERE r.count IS NOT NULL""",
+    f"""CREATE OR REPLACE VIEW sketches AS
+        SELECT s.metric, ts.tier, k.key, {_REBUCKET} AS start, r.vals, r.hll
+        FROM sketch_rows r JOIN slots s ON s.slot = r.slot
+        JOIN tier_sources ts ON ts.src = s.tier AND r.start >= ts.lo AND r.start < ts.hi
+        JOIN keys k ON k.kid = r.kid""",
+    f"""CREATE OR REPLACE VIEW distributions AS
+        SELECT r.metric, ts.tier, r.key, {_REBUCKET} AS start, r.category, r.count
+        FROM distribution_rows r
+        JOIN tier_sources ts ON ts.src = r.tier AND r.start >= ts.lo AND r.start < ts.hi""",
+)
+
+
+def identity_sources() -> str:
+    """Every tier complete in its own rows (stores written before version 3)."""
+    rows = ", ".join(
+        f"('{t}', '{t}', {-(2**62)}, {2**62}, {TIER_MS[t]}, {WEEK_OFFSET_MS if t == 'week' else 0})"
+        for t in TIER_ORDER
+    )
+    return f"INSERT INTO tier_sources VALUES {rows}"
+
 
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: (
@@ -83,5 +123,14 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "DROP TABLE sketches",
         "DROP TABLE feature_values",
         *_VIEWS,
+    ),
+    3: (
+        """CREATE TABLE tier_sources (tier VARCHAR, src VARCHAR, lo BIGINT, hi BIGINT,
+            width BIGINT, off BIGINT)""",
+        identity_sources(),
+        "DROP VIEW IF EXISTS buckets",
+        "DROP VIEW IF EXISTS sketches",
+        "ALTER TABLE distributions RENAME TO distribution_rows",
+        *_VIEWS_V3,
     ),
 }

@@ -7,12 +7,13 @@ the same run so that ratios hold on a shared, noisy machine.
                                   [--before-src DIR] [--json FILE] [--work DIR]
 
 ``make bench`` runs the full set and writes BENCHMARKS.md (about 20-25 minutes on the 2-core
-machine at the engine's speed of December 2026, most of it the 10M memory run and Quix Streams). ``--quick``: the 1M-event workload only (no 10M memory
-run), 2 runs of each measurement, a 20 s latency run, 100k events for Quix Streams (6-7 minutes). ``--write``: replace
-the generated section of BENCHMARKS.md (between the ``bench:begin``/``bench:end`` markers)
-with this run's tables; it refuses to write when a benchmark failed or was skipped, unless
-``--write-partial``. ``--before-src``: also run the engine from another source tree (e.g. a
-``git archive`` of an older commit's ``src``) for before/after figures measured in the same run.
+machine at the engine's speed of December 2026, most of it the 10M memory run and Quix Streams).
+``--quick``: the 1M-event workload only (no 10M memory run), 2 runs of each measurement, a 20 s
+latency run, 100k events for Quix Streams (6-7 minutes). ``--write``: replace the generated
+section of BENCHMARKS.md (between the ``bench:begin``/``bench:end`` markers) with this run's
+tables; it refuses to write when a benchmark failed, unless ``--write-partial``.
+``--before-src``: also run the engine from another source tree (e.g. a ``git archive`` of an
+older commit's ``src``) for before/after figures measured in the same run.
 ``--events N``: size of the main workload (default 1M; small sizes to try the harness out).
 
 Every figure is the wall time of a fresh process (start-up included), the median of ``--runs``

@@ -89,13 +89,17 @@ def _counts(
     # takes that row's code; any other goes through the hash lookup.
     ckeys = contrib[KEY].rechunk()
     at = locate(seq_all, contrib[SEQ].to_numpy().astype(np.int64))
-    found = np.flatnonzero(at >= 0)
-    same = np.zeros(len(at), dtype=np.bool_)
-    if len(found):
-        same[found] = (
-            (ckeys.gather(found) == keycol.gather(at[found])).fill_null(False).to_numpy()
-        )
+    if len(at) == queries.height and np.array_equal(at, np.arange(len(at))):
+        same = (ckeys == keycol).fill_null(False).to_numpy().copy()
+    else:
+        found = np.flatnonzero(at >= 0)
+        same = np.zeros(len(at), dtype=np.bool_)
+        if len(found):
+            same[found] = (
+                (ckeys.gather(found) == keycol.gather(at[found])).fill_null(False).to_numpy()
+            )
     other = np.flatnonzero(~same)
+    state = state.rechunk()  # strings are gathered from it below
     code, (scode, ocode), _ = key_codes(qkeys, [state[KEY], ckeys.gather(other)])
     row_code = np.full(queries.height, -1, np.int64)
     row_code[pos] = code
@@ -114,9 +118,9 @@ def _counts(
     j_s = np.concatenate(
         [np.full(len(srows), -1, np.int64), contrib[SEQ].to_numpy().astype(np.int64)[crows]]
     )
-    j_val, nvals = _value_codes(
-        pl.concat([state[CATEGORY].gather(srows), contrib[CATEGORY].gather(crows)])
-    )
+    # The batch's values first: often a column another group just coded (a cache hit).
+    c_val, s_val, nvals = _value_codes(contrib[CATEGORY], state[CATEGORY])
+    j_val = np.concatenate([s_val[srows], c_val[crows]])
     windows = sorted({r.window_ms for r in requests})
     empty = {w: np.zeros(nv, np.int64) for w in windows}
     if not len(j_code):
@@ -180,13 +184,37 @@ def _buckets(frame: pl.DataFrame, tier: str) -> I64:
     return out
 
 
-def _value_codes(values: pl.Series) -> tuple[I64, int]:
-    """Dense exact codes of ``values``; null is one value of its own (as ``n_unique`` counts it)."""
-    if not values.null_count():
-        codes, _, n = key_codes(values)
-        return codes, n
-    present = values.is_not_null().to_numpy()
-    inner, _, n = key_codes(values.filter(pl.Series(present)))
-    out = np.full(len(values), n, np.int64)
-    out[present] = inner
-    return out, n + 1
+def _value_codes(primary: pl.Series, secondary: pl.Series) -> tuple[I64, I64, int]:
+    """Exact codes of two value columns in one code space, and its size; null is one value
+    of its own (as ``n_unique`` counts it). ``primary`` is coded, ``secondary`` looked up in
+    it, and only its values absent from ``primary`` coded anew."""
+
+    def present(s: pl.Series) -> tuple[pl.Series, npt.NDArray[np.bool_] | None]:
+        if not s.null_count():
+            return s, None
+        mask = s.is_not_null().to_numpy()
+        return s.filter(pl.Series(mask)), mask
+
+    p_vals, p_mask = present(primary)
+    s_vals, s_mask = present(secondary)
+    p_inner, (s_inner,), bound = key_codes(p_vals, [s_vals])
+    miss = np.flatnonzero(s_inner < 0)
+    if len(miss):
+        extra, _, n_extra = key_codes(s_vals.gather(miss))
+        s_inner[miss] = extra + bound
+        bound += n_extra
+    null_code = bound
+
+    def spread(inner: I64, mask: npt.NDArray[np.bool_] | None, n: int) -> I64:
+        out = np.full(n, null_code, np.int64)
+        if mask is None:
+            out[:] = inner
+        else:
+            out[mask] = inner
+        return out
+
+    return (
+        spread(p_inner, p_mask, len(primary)),
+        spread(s_inner, s_mask, len(secondary)),
+        bound + 1,
+    )

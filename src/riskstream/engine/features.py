@@ -88,8 +88,13 @@ def gather_keys(
     and their rows, not its size. A hash collision only brings extra rows, which the exact
     key check in :func:`compute` drops. Rows come frame by frame, each frame's in hash order.
     """
-    wanted = _unique_sorted(key_hash(keys.drop_nulls()))
-    if not frames or not len(wanted):
+    present = keys.drop_nulls()
+    if not frames or not len(present):
+        return pl.DataFrame(schema=schema)
+    # Coded (not only hashed) here: compute asks for the same keys' codes next, from the cache.
+    coded = _code(present)
+    wanted = coded.uniq if coded is not None else _unique_sorted(key_hash(present))
+    if not len(wanted):
         return pl.DataFrame(schema=schema)
     small: list[pl.DataFrame] = []
     parts: list[pl.DataFrame] = []
@@ -159,23 +164,34 @@ def state_rows(contrib: pl.DataFrame, tier: str) -> pl.DataFrame:
 # ---- key codes ------------------------------------------------------------------------------
 
 
-def key_codes(keys: pl.Series, others: Sequence[pl.Series] = ()) -> tuple[I64, list[I64], int]:
-    """Integer codes for ``keys`` (no nulls) and, per series of ``others``, the code of each
-    row's key, or -1 when that key (or null) is not among ``keys``. Codes are below the
-    returned bound; equal keys get equal codes, different keys different ones.
+@dataclass(frozen=True)
+class _Coded:
+    """The codes of one key column: per row, and per code its hash (sorted) and key."""
 
-    The codes are the ranks of the keys' 64-bit hashes (one sort), and each key is compared
-    with its neighbour in that order, so a hash shared by two different keys is noticed (the
-    codes then come from an exact join instead). A row of ``others`` is looked up by binary
-    search among those hashes, then compared with the key its code stands for, so a row
-    whose hash collides with a key's but whose string differs gets -1.
-    """
-    n = len(keys)
-    if not n:
-        return np.zeros(0, np.int64), [np.full(len(o), -1, np.int64) for o in others], 0
-    # One chunk each: gathering from a many-chunk series is several times slower.
-    keys = keys.rechunk()
+    keys: pl.Series
+    hashes: U64
+    codes: I64
+    uniq: U64
+    rep: pl.Series
+
+
+#: The last few key columns coded. One batch asks for the same keys several times (every
+#: group of a metric's dimension, and gather_keys before compute), so they are sorted once.
+#: Entries are immutable; a hit needs equal hashes and equal strings.
+_RECENT: list[_Coded] = []
+_RECENT_SIZE = 4
+
+
+def _code(keys: pl.Series) -> _Coded | None:
+    """Codes of ``keys`` (no nulls, not empty): the ranks of their 64-bit hashes (one sort);
+    each key is compared with its neighbour in that order, and a hash shared by two
+    different keys gives None."""
+    keys = keys.rechunk()  # gathering from a many-chunk series is several times slower
     h = key_hash(keys)
+    for entry in _RECENT:
+        if np.array_equal(entry.hashes, h) and entry.keys.equals(keys):
+            return entry
+    n = len(keys)
     perm = np.argsort(h)
     hs = h[perm]
     new = np.ones(n, dtype=np.bool_)
@@ -184,12 +200,36 @@ def key_codes(keys: pl.Series, others: Sequence[pl.Series] = ()) -> tuple[I64, l
         ordered = keys.gather(perm)
         same = (ordered.slice(1) == ordered.slice(0, n - 1)).to_numpy()
         if not (same | new[1:]).all():
-            return _exact_codes(keys, others)
-    sorted_codes = np.cumsum(new, dtype=np.int64) - 1
+            return None
     codes = np.empty(n, np.int64)
-    codes[perm] = sorted_codes
+    codes[perm] = np.cumsum(new, dtype=np.int64) - 1
     uniq = hs[new]
-    rep = keys.gather(perm[new])
+    for arr in (h, codes, uniq):
+        arr.setflags(write=False)
+    entry = _Coded(keys, h, codes, uniq, keys.gather(perm[new]))
+    _RECENT.insert(0, entry)
+    del _RECENT[_RECENT_SIZE:]
+    return entry
+
+
+def key_codes(keys: pl.Series, others: Sequence[pl.Series] = ()) -> tuple[I64, list[I64], int]:
+    """Integer codes for ``keys`` (no nulls) and, per series of ``others``, the code of each
+    row's key, or -1 when that key (or null) is not among ``keys``. Codes are below the
+    returned bound; equal keys get equal codes, different keys different ones. The array
+    for ``keys`` may be shared (read-only); those for ``others`` are the caller's.
+
+    The codes are the ranks of the keys' 64-bit hashes, checked against the strings (should
+    two different keys share a hash, the codes come from an exact join instead). A row of
+    ``others`` is looked up by binary search among those hashes, then compared with the key
+    its code stands for, so a row whose hash collides with a key's but whose string differs
+    gets -1.
+    """
+    if not len(keys):
+        return np.zeros(0, np.int64), [np.full(len(o), -1, np.int64) for o in others], 0
+    coded = _code(keys)
+    if coded is None:
+        return _exact_codes(keys, others)
+    uniq, rep = coded.uniq, coded.rep
     out: list[I64] = []
     for o in others:
         if not len(o):
@@ -211,7 +251,7 @@ def key_codes(keys: pl.Series, others: Sequence[pl.Series] = ()) -> tuple[I64, l
             hit[rows[~same]] = False
         code[~hit] = -1
         out.append(code)
-    return codes, out, len(uniq)
+    return coded.codes, out, len(uniq)
 
 
 def _exact_codes(keys: pl.Series, others: Sequence[pl.Series]) -> tuple[I64, list[I64], int]:
@@ -220,7 +260,7 @@ def _exact_codes(keys: pl.Series, others: Sequence[pl.Series]) -> tuple[I64, lis
 
     def codes(s: pl.Series) -> I64:
         joined = pl.DataFrame({KEY: s}).join(lookup, on=KEY, how="left", maintain_order="left")
-        return joined["code"].cast(pl.Int64).fill_null(-1).to_numpy()
+        return joined["code"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
 
     return codes(keys), [codes(o) for o in others], lookup.height
 
@@ -434,6 +474,8 @@ def _state_columns(state: pl.DataFrame) -> dict[str, npt.NDArray[np.generic]]:
 
 def locate(haystack: I64, needles: I64) -> I64:
     """Index in ``haystack`` (unique values, e.g. ``_seq``) of each needle, -1 where absent."""
+    if np.array_equal(haystack, needles):  # every row contributes (no where clause)
+        return np.arange(len(needles), dtype=np.int64)
     if len(haystack) > 1 and bool((haystack[1:] > haystack[:-1]).all()):
         ordered: I64 | None = None
         hay = haystack

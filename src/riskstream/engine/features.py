@@ -431,7 +431,11 @@ def _numeric(
         "min": (np.minimum, tables("min", math.inf, np.minimum)),
         "max": (np.maximum, tables("max", -math.inf, np.maximum)),
     }
-    pairs = _late_pairs(late, code, b, seq, max_w) if len(late) else None
+    pairs = (
+        _late_pairs(late, probe, code, brel, b, seq, max_w, width, nb, nr, ncodes)
+        if len(late)
+        else None
+    )
 
     results: dict[int, dict[str, F64]] = {}
     for w in windows:
@@ -489,20 +493,38 @@ def locate(haystack: I64, needles: I64) -> I64:
     return np.where(found, idx, -1).astype(np.int64)
 
 
-def _late_pairs(late: I64, code: I64, b: I64, seq: I64, max_w: int) -> tuple[I64, I64] | None:
+def _late_pairs(
+    late: I64,
+    probe: Composite,
+    code: I64,
+    brel: I64,
+    b: I64,
+    seq: I64,
+    max_w: int,
+    width: int,
+    nb: int,
+    nr: int,
+    ncodes: int,
+) -> tuple[I64, I64] | None:
     """(late row, query row) pairs where the query sees the late contribution (widest window).
 
-    ``code`` is sorted, so the rows of a key are one run; each late row is paired with the
-    rows of its key, then kept when ingested before or with the query and in its window.
+    Rows are in probe order (code, bucket, rank), so the rows of the late row's key with a
+    bucket from its own up to its widest window's end are one run, found by two binary
+    searches; a pair is kept when the query was ingested with or after the contribution
+    and has it in its window.
     """
-    start = np.searchsorted(code, code[late], side="left")
-    end = np.searchsorted(code, code[late], side="right")
+    reach = -(-max_w // width)  # buckets past the late row's that its window can reach
+    start = np.searchsorted(probe, _composite(code[late], brel[late], None, nb, nr, ncodes))
+    # Capped below the next key's first bucket (buckets are below nb - 1).
+    last = np.minimum(brel[late] + reach, nb - 1)
+    end = np.searchsorted(probe, _composite(code[late], last, None, nb, nr, ncodes))
     n = end - start
     total = int(n.sum())
     first = np.cumsum(n) - n
     src = np.repeat(late, n)
     dst = np.repeat(start - first, n) + np.arange(total, dtype=np.int64)
     keep = (seq[src] <= seq[dst]) & (b[src] <= b[dst]) & (b[src] > b[dst] - max_w)
+    keep &= code[src] == code[dst]
     if not keep.any():
         return None
     return src[keep], dst[keep]

@@ -478,3 +478,15 @@ def test_distinct_reads_contributions_by_their_own_key_and_seq() -> None:
                 queries, contrib, state, "second", [feat.Request("d", "distinct", 10_000)]
             )
         assert out["d"].to_list() == [1, 2, 1]
+
+
+def test_late_rows_pair_only_with_their_own_key() -> None:
+    # A late row near the end of the batch whose window reaches past every bucket: the rows
+    # it is paired with must still be those of its own key, whatever key sorts next.
+    keys = [f"k{i}" for i in range(12)]
+    events = [Event(k, 20_000, 1.0, True, "x") for k in keys]
+    events += [Event(k, 19_000, 2.0, True, "y") for k in keys]  # late: below the row above
+    events += [Event(k, 19_500, 4.0, True, "z") for k in reversed(keys)]
+    case = Case(events, [], "second", [60_000, 3_600_000], via_tail=False)
+    check_numeric(case)
+    check_distinct(case)

@@ -65,6 +65,9 @@ class ApiContext:
                 raise HTTPException(
                     503, "the engine is starting (recovering from the store); try again shortly"
                 )
+            if self.runner is not None:
+                # A checkpoint in flight is in neither the store nor the pending state yet.
+                self.runner.writer.wait(reraise=False)
             yield
 
     @contextmanager

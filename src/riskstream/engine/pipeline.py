@@ -330,30 +330,39 @@ class Pipeline:
     # ---- persistence -------------------------------------------------------------------
 
     def take_checkpoint(
-        self, source: str, positions: dict[str, int], cases: list[Case]
+        self, source: str, positions: dict[str, int], cases: list[Case], *, defer: bool = False
     ) -> Checkpoint:
-        """Everything pending, as one checkpoint; the pending state is cleared."""
-        parts, sketches, dists = self.pending.frames()
+        """Everything pending, as one checkpoint; the pending state starts afresh.
+
+        With ``defer`` the buckets are aggregated by ``cp.prepare()`` (on the checkpoint
+        writer's thread) instead of here; the engine goes on with a new pending set.
+        """
+        taken = self.pending
+        self.pending = Pending(rolled=dict(taken.rolled))
+        values = {k: g.new_values for k, g in self._groups.items() if g.new_values}
+        for group in self._groups.values():
+            group.new_values = []
         cp = Checkpoint(
             source=source,
             positions=dict(positions),
-            partials=parts,
-            sketches=sketches,
-            distributions=dists,
             cases=list(cases),
             throttles=list(self._new_throttles),
             rule_hits=dict(self._rule_hits),
             meta={"next_case_seq": str(self.next_case_seq), "pipeline": self.spec.name},
         )
-        for key, group in self._groups.items():
-            if group.new_values:
-                cp.feature_values[key] = pl.concat(group.new_values).unique()
-                group.new_values = []
         if self.watermark is not None:
             cp.meta["watermark"] = str(self.watermark)
-        self.pending.clear()
         self._new_throttles.clear()
         self._rule_hits.clear()
+
+        def prepare() -> None:
+            cp.partials, cp.sketches, cp.distributions = taken.frames()
+            cp.feature_values = {k: pl.concat(v).unique() for k, v in values.items()}
+            cp.prepare = None
+
+        cp.prepare = prepare
+        if not defer:
+            prepare()
         return cp
 
     def restore(

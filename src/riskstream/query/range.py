@@ -17,6 +17,7 @@ from riskstream.query.stitch import Plan, available_from, plan_range
 from riskstream.spec.model import PipelineSpec
 from riskstream.store import layout
 from riskstream.store.duck import Store
+from riskstream.store.reads import key_rows
 
 
 @dataclass(frozen=True)
@@ -95,28 +96,29 @@ def query_range(
     if to <= frm:
         raise UsageError(f"empty range: --to ({to}) must be after --from ({frm})")
     m = spec.metrics[metric]
-    meta = store.meta()
-    watermark = int(meta["watermark"]) if "watermark" in meta else None
     retention = {t: spec.retention_ms(t) for t in spec.tiers}
-    plan = plan_range(frm, to, spec.tiers, available_from(watermark, spec.tiers, retention))
-    where, args = _segments_sql(plan)
-    numeric = store.frame(
-        f"SELECT tier, start, count, sum, min, max, m2 FROM buckets WHERE metric = ? AND key = ? AND ({where})",
-        [metric, key, *args],
-    )
+    plans: list[Plan] = []
+
+    def plan_for(meta: dict[str, str]) -> list[tuple[str, int, int]]:
+        watermark = int(meta["watermark"]) if "watermark" in meta else None
+        plans.append(
+            plan_range(frm, to, spec.tiers, available_from(watermark, spec.tiers, retention))
+        )
+        return _segs(plans[0])
+
+    # Meta, plan and rows come from one connection: one consistent snapshot of the store.
+    with store.connect() as con:
+        found = key_rows(con, spec.tiers, metric, key, None, plan_for, store.key_id, m.stats)
+    plan = plans[0]
     stats: dict[str, Any] = {}
-    frames = [numeric]
+    frames = [found.numeric]
     if pending is not None:
         frames.append(pending.rows(pending.partials, spec.tiers, metric, key, _segs(plan)))
     frames = [f.select("count", "sum", "min", "max", "m2") for f in frames if f.height]
     stats.update(_numeric_stats(frames, m.stats))
     if "distinct" in m.stats:
-        found = store.select(
-            f"SELECT vals, hll FROM sketches WHERE metric = ? AND key = ? AND ({where})",
-            [metric, key, *args],
-        )
-        vals = [v for v, _ in found]
-        blobs = [bytes(b) if b is not None else None for _, b in found]
+        vals = [v for v, _ in found.sketches]
+        blobs = [b for _, b in found.sketches]
         if pending is not None:
             rows = pending.rows(pending.sketches, spec.tiers, metric, key, _segs(plan))
             if rows.height:
@@ -124,11 +126,7 @@ def query_range(
                 blobs += rows["hll"].to_list()
         stats["distinct"] = sketch.count_distinct(vals, blobs)
     if "distribution" in m.stats:
-        dist = store.frame(
-            f"SELECT category, count FROM distributions WHERE metric = ? AND key = ? AND ({where})",
-            [metric, key, *args],
-        )
-        parts = [dist]
+        parts = [found.distribution]
         if pending is not None:
             parts.append(pending.rows(pending.distributions, spec.tiers, metric, key, _segs(plan)))
         parts = [p.select("category", "count") for p in parts if p.height]
@@ -154,16 +152,6 @@ def query_range(
         **stats,
         "stats": stats,
     }
-
-
-def _segments_sql(plan: Plan) -> tuple[str, list[Any]]:
-    if not plan.segments:
-        return "FALSE", []
-    parts, args = [], []
-    for seg in plan.segments:
-        parts.append("(tier = ? AND start >= ? AND start < ?)")
-        args += [seg.tier, seg.start, seg.end]
-    return " OR ".join(parts), args
 
 
 def _segs(plan: Plan) -> list[tuple[str, int, int]]:

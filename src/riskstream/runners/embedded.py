@@ -23,12 +23,14 @@ from riskstream.engine.pipeline import Pipeline
 from riskstream.errors import SpecError
 from riskstream.runners.lock import DataDirLock
 from riskstream.runners.quarantine import QuarantineFile
+from riskstream.runners.writer import CheckpointWriter
 from riskstream.sinks.base import Sink
 from riskstream.sinks.case import Case
 from riskstream.sources.base import RawBatch, Source
 from riskstream.spec.durations import parse_duration
 from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
+from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.duck import Store
 
 
@@ -112,6 +114,9 @@ class EmbeddedRunner:
         self._since_events = 0
         self._dirty = False
         self._last_cp = time.monotonic()
+        self.writer = CheckpointWriter.idle()
+        self._after_commit: list[tuple[dict[str, int], list[Any]]] = []
+        self._after_lock = threading.Lock()
 
     def request_stop(self, *_: object) -> None:
         """Finish the current batch, checkpoint and stop (SIGTERM/SIGINT)."""
@@ -126,9 +131,11 @@ class EmbeddedRunner:
             self._recover(store)
             self.running = True
             self._attach_source_hooks()
+            self.writer = CheckpointWriter()
             try:
                 self._loop(store)
             finally:
+                self.writer.close()
                 self.running = False
                 self.source.close()
                 self.quarantine.close()
@@ -176,6 +183,8 @@ class EmbeddedRunner:
         with self.lock:
             if self._dirty or self._cases or self._quarantined:
                 self._checkpoint_pending(self._store)
+            self.writer.wait()
+            self._source_after_commit()
 
     def reload_state(self) -> None:
         """Checkpoint, then reload the pipeline state from the store (new partitions assigned)."""
@@ -252,6 +261,7 @@ class EmbeddedRunner:
         self._last_cp = time.monotonic()
         while not self._stop:
             self._maybe_reload()
+            self._source_after_commit()
             batch = self.source.read_batch(self.spec.batch_size, timeout_s=0.2)
             if batch is None:
                 break
@@ -285,6 +295,7 @@ class EmbeddedRunner:
                     self._checkpoint_pending(store)
             elif not batch.lines and time.monotonic() - self._last_cp >= every_s:
                 # Idle: nothing to checkpoint, but let sinks make what they wrote durable.
+                self.writer.wait()
                 for sink in self.sinks:
                     sink.flush(0)
                 self._last_cp = time.monotonic()
@@ -292,6 +303,8 @@ class EmbeddedRunner:
                 self.on_batch(self.stats)
         if self._dirty or self._cases or self._quarantined:
             self._checkpoint_pending(store)
+        self.writer.wait()
+        self._source_after_commit()
         for sink in self.sinks:
             if not sink.flush(timeout_s=self.final_flush_s):
                 self.log(
@@ -312,22 +325,38 @@ class EmbeddedRunner:
         self._last_cp = time.monotonic()
 
     def _checkpoint(self, store: Store, cases: list[Case], quarantined: list[Any]) -> None:
+        """Take a checkpoint (engine thread) and write it on the writer thread.
+
+        The writer aggregates, writes, then lets the source commit and the sinks deliver;
+        the engine meanwhile processes the next batches. The next checkpoint waits for
+        this one (one in flight), so positions, buckets and roll marks stay in order.
+        """
+        self.writer.wait()
+        cp = self.pipeline.take_checkpoint(self.source.name, self.positions, cases, defer=True)
+        positions = dict(self.positions)
+        self.writer.submit(lambda: self._write(store, cp, positions, cases, quarantined))
+
+    def _write(
+        self,
+        store: Store,
+        cp: Checkpoint,
+        positions: dict[str, int],
+        cases: list[Case],
+        quarantined: list[Any],
+    ) -> None:
         t0 = time.perf_counter()
-        qbytes = self.quarantine.append(quarantined)
-        cp = self.pipeline.take_checkpoint(self.source.name, self.positions, cases)
-        cp.meta["quarantine_bytes"] = str(qbytes)
+        if cp.prepare is not None:
+            cp.prepare()
+        cp.meta["quarantine_bytes"] = str(self.quarantine.append(quarantined))
         for sink in self.sinks:
             sink.flush(0)  # moves durable marks forward without waiting for slow deliveries
         cp.sink_marks = {s.name: s.delivered_seq() for s in self.sinks}
         store.write_checkpoint(cp)
-        # The store holds these positions now: a source may commit them (Kafka consumer
-        # offsets, for lag tools) and forward the committed quarantine (dead-letter topic).
-        hook = getattr(self.source, "after_checkpoint", None)
-        if callable(hook):
-            hook(dict(self.positions))
-        dead_letter = getattr(self.source, "dead_letter", None)
-        if quarantined and callable(dead_letter):
-            dead_letter(quarantined)
+        # The store holds these positions now: the source may commit them and forward the
+        # quarantine, on the engine thread (a Kafka consumer is not to be driven from here
+        # while its poll runs a rebalance callback that waits for this checkpoint).
+        with self._after_lock:
+            self._after_commit.append((positions, quarantined))
         for sink in self.sinks:
             if cases:
                 sink.deliver(cases)
@@ -335,6 +364,18 @@ class EmbeddedRunner:
         self.stats.last_checkpoint_s = time.perf_counter() - t0
         if time.monotonic() - self._last_compact > self._compact_every_s:
             self._compact(store)
+
+    def _source_after_commit(self) -> None:
+        """Let the source act on committed checkpoints (engine thread only)."""
+        with self._after_lock:
+            done, self._after_commit = self._after_commit, []
+        for positions, quarantined in done:
+            hook = getattr(self.source, "after_checkpoint", None)
+            if callable(hook):
+                hook(positions)
+            dead_letter = getattr(self.source, "dead_letter", None)
+            if quarantined and callable(dead_letter):
+                dead_letter(quarantined)
 
     def _write_marks(self, store: Store) -> None:
         from riskstream.store.checkpoint import Checkpoint

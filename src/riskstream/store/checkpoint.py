@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -29,3 +30,5 @@ class Checkpoint:
     rule_hits: dict[str, int] = field(default_factory=dict)
     sink_marks: dict[str, int] = field(default_factory=dict)
     meta: dict[str, str] = field(default_factory=dict)
+    #: Set while the buckets are still to be aggregated (``Pipeline.take_checkpoint(defer=True)``).
+    prepare: Callable[[], None] | None = None

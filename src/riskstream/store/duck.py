@@ -227,6 +227,25 @@ class Store:
             d = self._dict = _Dictionary(runs, keys.height, slots)
         return d
 
+    def key_id(self, con: duckdb.DuckDBPyConnection, key: str) -> int | None:
+        """The id of ``key`` (None if never stored).
+
+        A process that keeps the store (the engine, a kept read connection) looks it up in
+        the cached key dictionary by binary search on the key hash; a one-shot reader scans.
+        """
+        if self.read_only and not self.keep_open:
+            rows = con.execute("SELECT kid FROM keys WHERE key = ?", [key]).fetchall()
+            return int(rows[0][0]) if rows else None
+        d = self._ids(con)
+        h = pl.Series([key]).hash()[0]
+        for run in d.runs:
+            col = run[HASH].to_numpy()
+            lo, hi = np.searchsorted(col, h, "left"), np.searchsorted(col, h, "right")
+            for i in range(int(lo), int(hi)):
+                if run["key"][i] == key:
+                    return int(run["kid"][i])
+        return None
+
     def _slot(self, con: duckdb.DuckDBPyConnection, d: _Dictionary, metric: str, tier: str) -> int:
         slot = d.slots.get((metric, tier))
         if slot is None:

@@ -1,0 +1,118 @@
+"""Point reads for one (metric, key): the physical rows behind a stitched plan, in one snapshot.
+
+Readers that scan the ``buckets`` views join every stored row with the key and slot
+dictionaries; a stitched query needs only one key's rows, so it resolves the key id and
+the slots first and filters the compact tables directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from riskstream.store import layout
+
+
+@dataclass(frozen=True)
+class KeyRows:
+    """Everything stored for one key inside a plan, plus the meta it was read with."""
+
+    meta: dict[str, str]
+    numeric: pl.DataFrame  # count, sum, min, max, m2
+    sketches: list[tuple[list[str] | None, bytes | None]]
+    distribution: pl.DataFrame  # category, count
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any]) -> pl.DataFrame:
+    out = pl.from_arrow(con.sql(sql, params=args).to_arrow_table())
+    assert isinstance(out, pl.DataFrame)
+    return out
+
+
+def key_rows(
+    con: duckdb.DuckDBPyConnection,
+    tiers: Sequence[str],
+    metric: str,
+    key: str,
+    segments: Sequence[tuple[str, int, int]] | None,
+    plan_for: Any = None,
+    kid_of: Callable[[duckdb.DuckDBPyConnection, str], int | None] = lambda con, key: None,
+    stats: Sequence[str] = ("distinct", "distribution"),
+) -> KeyRows:
+    """Rows of ``metric``/``key`` whose tier bucket lies in ``segments`` (tier, start, end).
+
+    ``plan_for(meta)`` may compute the segments from the meta read in this snapshot.
+    """
+    meta = {str(k): str(v) for k, v in con.execute("SELECT k, v FROM meta").fetchall()}
+    if segments is None:
+        segments = plan_for(meta)
+    marks = {k[len("rolled.") :]: int(v) for k, v in meta.items() if k.startswith("rolled.")}
+    ladder = layout.ladder_of(tiers)
+    phys: list[tuple[str, int, int]] = []
+    for tier, start, end in segments:
+        for src, lo, hi in layout.sources(tier, ladder, marks):
+            a, b = max(start, lo), min(end, hi)
+            if a < b:
+                phys.append((src, a, b))
+    empty_num = pl.DataFrame(
+        schema={
+            "count": pl.Int64,
+            "sum": pl.Float64,
+            "min": pl.Float64,
+            "max": pl.Float64,
+            "m2": pl.Float64,
+        }
+    )
+    empty_dist = pl.DataFrame(schema={"category": pl.String, "count": pl.Int64})
+    if not phys:
+        return KeyRows(meta, empty_num, [], empty_dist)
+    slots = {
+        str(t): int(s)
+        for s, t in con.execute(
+            "SELECT slot, tier FROM slots WHERE metric = ?", [metric]
+        ).fetchall()
+    }
+    kid = kid_of(con, key)
+    conds, args = [], []
+    for src, a, b in phys:
+        if src in slots:
+            conds.append("(slot = ? AND start >= ? AND start < ?)")
+            args += [slots[src], a, b]
+    numeric, sketches = empty_num, []
+    if kid is not None and conds:
+        where = f"kid = ? AND ({' OR '.join(conds)})"
+        kargs = [kid, *args]
+        numeric = _frame(
+            con,
+            f"SELECT count, sum, min, max, m2 FROM bucket_rows WHERE {where} UNION ALL "
+            f"SELECT count, 0.0, NULL, NULL, 0.0 FROM sketch_rows WHERE {where} "
+            "AND count IS NOT NULL",
+            kargs + kargs,
+        )
+        sketches = (
+            []
+            if "distinct" not in stats
+            else [
+                (v, bytes(h) if h is not None else None)
+                for v, h in con.execute(
+                    f"SELECT vals, hll FROM sketch_rows WHERE {where}", kargs
+                ).fetchall()
+            ]
+        )
+    if "distribution" not in stats:
+        return KeyRows(meta, numeric, sketches, empty_dist)
+    dconds, dargs = [], []
+    for src, a, b in phys:
+        dconds.append("(tier = ? AND start >= ? AND start < ?)")
+        dargs += [src, a, b]
+    distribution = _frame(
+        con,
+        "SELECT category, count FROM distribution_rows WHERE metric = ? AND key = ? "
+        f"AND ({' OR '.join(dconds)})",
+        [metric, key, *dargs],
+    )
+    return KeyRows(meta, numeric, sketches, distribution)

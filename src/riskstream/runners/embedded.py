@@ -396,7 +396,7 @@ class EmbeddedRunner:
             # Nothing is pending right after a checkpoint: new marks apply from the next batch.
             self.pipeline.pending.set_rolled(store.roll_up(wm, self.spec.tiers))
             store.compact_before(avail, self.pipeline.value_horizons())
-        store.fold()
+        store.fold_when_grown()
         self._last_compact = time.monotonic()
 
     def _maybe_reload(self) -> None:

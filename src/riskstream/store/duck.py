@@ -450,6 +450,29 @@ class Store:
         with self.connect() as con:
             return rollup.read_marks(con)
 
+    def fold_when_grown(self, factor: float = 2.0, at_least: int = 100_000) -> bool:
+        """:meth:`fold` once the tables hold ``factor`` times the rows of the last fold.
+
+        Folding scans whole tables while readers are correct without it (they merge the
+        rows of a bucket), so it runs at geometrically spaced sizes: linear work in total
+        instead of a full scan at every compaction.
+        """
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT (SELECT count(*) FROM bucket_rows) + (SELECT count(*) FROM sketch_rows), "
+                "(SELECT v FROM meta WHERE k = 'folded_rows')"
+            ).fetchall()[0]
+        total, last = int(rows[0]), int(rows[1] or 0)
+        if total < max(at_least, factor * last):
+            return False
+        self.fold()
+        with self.connect() as con:
+            after = con.execute(
+                "SELECT (SELECT count(*) FROM bucket_rows) + (SELECT count(*) FROM sketch_rows)"
+            ).fetchall()[0][0]
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('folded_rows', ?)", [str(after)])
+        return True
+
     def fold(self) -> None:
         """Fold the rows of each bucket into one (appends leave one row per checkpoint)."""
         with self.connect() as con:

@@ -70,6 +70,31 @@ def test_appended_checkpoints_fold_without_changing_answers(tmp_path: Path) -> N
             assert math.isclose(got["var"], var, rel_tol=1e-9)
 
 
+def test_folding_waits_until_the_tables_have_doubled(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rnd = random.Random(2)
+    rows = [(rnd.choice("ab"), T0 + rnd.randint(0, 600_000), 1.0) for _ in range(400)]
+
+    def physical() -> int:
+        return int(store.select("SELECT count(*) FROM bucket_rows")[0][0])
+
+    for i in range(0, 200, 50):
+        store.write_checkpoint(_checkpoint(rows[i : i + 50]))
+    assert not store.fold_when_grown(at_least=10**9)  # too small to bother
+    before = physical()
+    assert store.fold_when_grown(at_least=0)
+    folded = physical()
+    assert folded < before
+    store.write_checkpoint(_checkpoint(rows[200:210]))
+    assert not store.fold_when_grown(at_least=0)  # grown, but not doubled
+    for i in range(210, 400, 50):
+        store.write_checkpoint(_checkpoint(rows[i : i + 50]))
+    assert physical() >= 2 * folded
+    assert store.fold_when_grown(at_least=0)
+    total = store.select("SELECT sum(count) FROM buckets WHERE tier = 'second'")[0][0]
+    assert total == 400
+
+
 def test_retention_drops_old_buckets_and_queries_say_the_resolution(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     with events.open("w") as f:

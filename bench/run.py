@@ -1298,8 +1298,11 @@ def main(argv: list[str] | None = None) -> int:
             f"SELECT count(DISTINCT card_id) FROM read_json('{bpath}', "
             "format='newline_delimited', columns={card_id: 'VARCHAR'})"
         )
-        code = "import duckdb, sys; print(duckdb.sql(sys.argv[1]).fetchall()[0][0])"
-        r["cards"] = int(run_measured([PY, "-c", code, sql])["stdout"])
+        code = (
+            "import duckdb, sys; c = duckdb.connect(); c.execute('SET enable_progress_bar = false'); "
+            "print(c.sql(sys.argv[1]).fetchall()[0][0])"
+        )
+        r["cards"] = int(run_measured([PY, "-c", code, sql])["stdout"].split()[-1])
         return r
 
     step("memory", "memory", memory, results)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import polars as pl
 
 from riskstream.engine.decode import SEQ, TIME
-from riskstream.engine.features import Request, key_codes, locate
+from riskstream.engine.features import Request, key_codes, keyed_rows, locate
 from riskstream.engine.metrics import CATEGORY
 from riskstream.engine.tiers import KEY, start_expr
 
@@ -56,12 +56,7 @@ def compute_distinct(
     n = queries.height
     if not requests:
         return pl.DataFrame()
-    keycol = queries[KEY]
-    pos = (
-        np.arange(n, dtype=np.int64)
-        if not keycol.null_count()
-        else np.flatnonzero(keycol.is_not_null().to_numpy())
-    )
+    pos = keyed_rows(queries[KEY])
     counts = _counts(queries, contrib, state, tier, requests, pos) if len(pos) else {}
     out: list[pl.Series] = []
     for req in requests:

@@ -268,6 +268,13 @@ def _exact_codes(keys: pl.Series, others: Sequence[pl.Series]) -> tuple[I64, lis
 # ---- numeric features -----------------------------------------------------------------------
 
 
+def keyed_rows(keys: pl.Series) -> I64:
+    """Positions of the rows whose key is not null (queries without a key get no feature)."""
+    if not keys.null_count():
+        return np.arange(keys.len(), dtype=np.int64)
+    return np.flatnonzero(keys.is_not_null().to_numpy())
+
+
 def compute(
     queries: pl.DataFrame,
     contrib: pl.DataFrame,
@@ -283,12 +290,7 @@ def compute(
     n = queries.height
     if not requests:
         return pl.DataFrame()
-    keycol = queries[KEY]
-    pos = (
-        np.arange(n, dtype=np.int64)
-        if not keycol.null_count()
-        else np.flatnonzero(keycol.is_not_null().to_numpy())
-    )
+    pos = keyed_rows(queries[KEY])
     results: dict[int, dict[str, F64]] = {}
     if len(pos):
         results, pos = _numeric(queries, contrib, state, tier, requests, pos)

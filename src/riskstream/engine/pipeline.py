@@ -24,6 +24,7 @@ from riskstream.sources.base import RawBatch
 from riskstream.spec.check import compile_rules, compile_wheres, feature_tier
 from riskstream.spec.durations import TIER_MS, parse_duration
 from riskstream.spec.model import PipelineSpec
+from riskstream.store import layout
 from riskstream.store.checkpoint import Checkpoint
 
 _RECENT_CASE_IDS = 1_000_000
@@ -376,9 +377,7 @@ class Pipeline:
         if "watermark" in meta:
             self.watermark = int(meta["watermark"])
         self.next_case_seq = int(meta.get("next_case_seq", "1"))
-        self.pending.set_rolled(
-            {k[len("rolled.") :]: int(v) for k, v in meta.items() if k.startswith("rolled.")}
-        )
+        self.pending.set_rolled(layout.marks_from_meta(meta))
         for key, rows in tails.items():
             if key in self._groups and rows.height:
                 self._groups[key].tail = [rows]

@@ -40,14 +40,10 @@ class Pending:
     ) -> pl.DataFrame:
         """Pending rows of ``metric``/``key`` inside ``segments`` (tier, start, end), read where
         each tier's buckets live (a coarse tier's recent buckets are still finer rows)."""
-        ladder = layout.ladder_of(tiers)
         conds: dict[str, pl.Expr] = {}
-        for tier, start, end in segments:
-            for src, lo, hi in layout.sources(tier, ladder, self.rolled):
-                a, b = max(start, lo), min(end, hi)
-                if a < b:
-                    c = (pl.col("start") >= a) & (pl.col("start") < b)
-                    conds[src] = conds[src] | c if src in conds else c
+        for src, a, b in layout.physical(segments, layout.ladder_of(tiers), self.rolled):
+            c = (pl.col("start") >= a) & (pl.col("start") < b)
+            conds[src] = conds[src] | c if src in conds else c
         parts = []
         for src, cond in conds.items():
             frame = source.get((metric, src))

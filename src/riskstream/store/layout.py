@@ -61,6 +61,28 @@ def sources(
     return out
 
 
+def physical(
+    segments: Sequence[tuple[str, int, int]], ladder: Sequence[str], rolled: Mapping[str, int]
+) -> list[tuple[str, int, int]]:
+    """The physical ``(tier, start, end)`` row ranges behind tier-bucket ``segments``."""
+    out: list[tuple[str, int, int]] = []
+    for tier, start, end in segments:
+        for src, lo, hi in sources(tier, ladder, rolled):
+            a, b = max(start, lo), min(end, hi)
+            if a < b:
+                out.append((src, a, b))
+    return out
+
+
+#: Meta keys holding the roll marks: ``rolled.<tier>``.
+MARK_PREFIX: Final[str] = "rolled."
+
+
+def marks_from_meta(meta: Mapping[str, str]) -> dict[str, int]:
+    """The roll marks stored in the store's meta."""
+    return {k[len(MARK_PREFIX) :]: int(v) for k, v in meta.items() if k.startswith(MARK_PREFIX)}
+
+
 def next_marks(watermark: int, ladder: Sequence[str], rolled: Mapping[str, int]) -> dict[str, int]:
     """Marks after rolling up every bucket that closed before ``watermark``'s bucket.
 

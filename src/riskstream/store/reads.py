@@ -50,14 +50,7 @@ def key_rows(
     meta = {str(k): str(v) for k, v in con.execute("SELECT k, v FROM meta").fetchall()}
     if segments is None:
         segments = plan_for(meta)
-    marks = {k[len("rolled.") :]: int(v) for k, v in meta.items() if k.startswith("rolled.")}
-    ladder = layout.ladder_of(tiers)
-    phys: list[tuple[str, int, int]] = []
-    for tier, start, end in segments:
-        for src, lo, hi in layout.sources(tier, ladder, marks):
-            a, b = max(start, lo), min(end, hi)
-            if a < b:
-                phys.append((src, a, b))
+    phys = layout.physical(segments, layout.ladder_of(tiers), layout.marks_from_meta(meta))
     empty_num = pl.DataFrame(
         schema={
             "count": pl.Int64,

@@ -16,13 +16,13 @@ from riskstream.engine import sketch
 from riskstream.spec.durations import TIER_MS, WEEK_OFFSET_MS, bucket_start
 from riskstream.store import layout
 
-_PREFIX = "rolled."
+_PREFIX = layout.MARK_PREFIX
 
 
 def read_marks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """The stored roll marks (tiers without one are complete in their own rows)."""
     rows = con.execute("SELECT k, v FROM meta WHERE starts_with(k, ?)", [_PREFIX]).fetchall()
-    return {str(k)[len(_PREFIX) :]: int(v) for k, v in rows}
+    return layout.marks_from_meta({str(k): str(v) for k, v in rows})
 
 
 def write_marks(
@@ -94,7 +94,7 @@ def _roll_tier(
     slots: list[tuple[int, str, str]],
     slot_of: Callable[[str, str], int],
 ) -> None:
-    by_tier = {str(t): [] for _, _, t in slots}  # type: dict[str, list[tuple[int, str]]]
+    by_tier: dict[str, list[tuple[int, str]]] = {str(t): [] for _, _, t in slots}
     for slot, metric, src_tier in slots:
         by_tier[str(src_tier)].append((int(slot), str(metric)))
     src_rows = [

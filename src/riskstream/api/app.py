@@ -18,6 +18,7 @@ from riskstream import __version__
 from riskstream.api import cases, decide, ruleinfo, timeseries
 from riskstream.api.auth import SECURITY_SCHEMES, Principal, require
 from riskstream.api.context import ApiContext, runner_state
+from riskstream.api.limits import BodyLimit
 from riskstream.api.metrics import CONTENT_TYPE, ApiMetrics
 from riskstream.api.models import Health, PipelineInfo
 from riskstream.errors import StoreError
@@ -61,6 +62,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.metrics = metrics
+    # Request bodies are capped while they stream in (413), like source lines (event.max_bytes).
+    app.add_middleware(BodyLimit, max_bytes=ctx.spec.event.max_bytes)
     _errors(app, ctx)
     for module in (decide, cases, timeseries, ruleinfo):
         app.include_router(module.router)

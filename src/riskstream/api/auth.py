@@ -11,8 +11,9 @@ server refuses to listen on anything but loopback.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,10 +160,29 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
 
 
 def _loopback_host(host: str) -> bool:
-    """Whether a Host header names the loopback interface (``localhost``, ``127.x``, ``[::1]``)."""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]").lower()
-    return name == "localhost" or name.startswith("127.") or name == "::1"
+    """Whether a Host header names the loopback interface: ``localhost`` or a loopback IP.
+
+    An optional ``:port`` (digits) may follow; IPv6 literals are bracketed (``[::1]:8080``).
+    Anything else (``127.attacker.example``, ``localhost.evil``) is refused: a DNS name a web
+    page controls can be rebound to 127.0.0.1, a loopback *address* cannot.
+    """
+    host = host.strip()
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return False
+        if "%" in name:  # zone ids are not valid in a Host header
+            return False
+    else:
+        name, sep, port = host.partition(":")
+        if sep and not port.isdigit():
+            return False
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def mask(value: Any) -> Any:
@@ -184,3 +204,52 @@ def masked(event: Mapping[str, Any], sensitive: Iterable[str], who: Principal) -
         if name in out:
             out[name] = mask(out[name])
     return out
+
+
+def sensitive_dimension(dimension: Sequence[str], sensitive: Iterable[str]) -> list[str]:
+    """The dimension fields of a metric that are sensitive event fields."""
+    hidden = set(sensitive)
+    return [d for d in dimension if d in hidden]
+
+
+def require_dimension(
+    metric: str, dimension: Sequence[str], sensitive: Iterable[str], who: Principal
+) -> None:
+    """403 unless ``who`` may query a metric keyed by sensitive fields.
+
+    Answering ``count 3`` for a full card number would confirm the number to a key that
+    only ever sees it masked, so such a metric needs the ``sensitive`` scope.
+    """
+    fields = sensitive_dimension(dimension, sensitive)
+    if fields and not who.sensitive:
+        raise HTTPException(
+            403,
+            f"metric {metric!r} is keyed by the sensitive field {fields[0]!r}: "
+            "this API key lacks the 'sensitive' scope",
+        )
+
+
+def masked_key(key: str, dimension: Sequence[str], sensitive: Iterable[str], who: Principal) -> str:
+    """A metric key with the values of its sensitive dimension fields masked for ``who``."""
+    fields = set(sensitive_dimension(dimension, sensitive))
+    if who.sensitive or not fields:
+        return key
+    parts = key.split("|") if len(dimension) > 1 else [key]
+    if len(parts) != len(dimension):
+        return str(mask(key))
+    return "|".join(
+        str(mask(p)) if d in fields else p for p, d in zip(parts, dimension, strict=True)
+    )
+
+
+def masked_categories(
+    counts: Mapping[str, int], field_name: str | None, sensitive: Iterable[str], who: Principal
+) -> dict[str, int]:
+    """Distribution categories of a sensitive value field, masked (equal masks add up)."""
+    if who.sensitive or field_name is None or field_name not in set(sensitive):
+        return dict(counts)
+    out: dict[str, int] = {}
+    for category, n in counts.items():
+        hidden = str(mask(category))
+        out[hidden] = out.get(hidden, 0) + int(n)
+    return dict(sorted(out.items()))

@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from riskstream.api.auth import Principal, require
+from riskstream.api.auth import Principal, masked_categories, masked_key, require, require_dimension
 from riskstream.api.context import ApiContext
 from riskstream.api.models import ErrorBody, SeriesOut
 from riskstream.engine.metrics import NUMERIC_VALUE_STATS
@@ -54,10 +54,26 @@ def _time(text: str, name: str) -> int:
     return value
 
 
-def _metric(spec: PipelineSpec, metric: str) -> None:
+def _metric(spec: PipelineSpec, metric: str, who: Principal) -> None:
     if metric not in spec.metrics:
         known = ", ".join(sorted(spec.metrics)) or "none"
         raise HTTPException(404, f"unknown metric {metric!r} (metrics: {known})")
+    require_dimension(metric, spec.metrics[metric].dimension, spec.event.sensitive, who)
+
+
+def _masked(
+    spec: PipelineSpec, metric: str, answer: dict[str, Any], who: Principal
+) -> dict[str, Any]:
+    """``answer`` with its key and distribution categories masked where they are sensitive."""
+    m = spec.metrics[metric]
+    hidden = spec.event.sensitive
+    answer["key"] = masked_key(str(answer["key"]), m.dimension, hidden, who)
+    if "distribution" in answer:
+        dist = masked_categories(answer["distribution"], m.value, hidden, who)
+        answer["distribution"] = dist
+        if isinstance(answer.get("stats"), dict):
+            answer["stats"] = {**answer["stats"], "distribution": dist}
+    return answer
 
 
 def _pending(ctx: ApiContext) -> Pending | None:
@@ -80,15 +96,20 @@ def metric_range(
     key: str,
     frm: str = Query(alias="from", max_length=40, description=_TIME_DOC),
     to: str = Query(max_length=40, description=_TIME_DOC),
-    _who: Principal = Depends(require("read")),
+    who: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
-    """The stitched query, the same JSON as ``riskstream query`` (live, uncheckpointed data included)."""
+    """The stitched query, the same JSON as ``riskstream query`` (live, uncheckpointed data included).
+
+    A metric keyed by a sensitive field needs the ``sensitive`` scope; distribution
+    categories of a sensitive value field are masked without it.
+    """
     ctx: ApiContext = request.app.state.ctx
-    _metric(ctx.spec, metric)
+    _metric(ctx.spec, metric, who)
     lo, hi = _time(frm, "from"), _time(to, "to")
     try:
         with ctx.engine_lock():
-            return query_range(ctx.spec, ctx.store, metric, key, lo, hi, pending=_pending(ctx))
+            answer = query_range(ctx.spec, ctx.store, metric, key, lo, hi, pending=_pending(ctx))
+        return _masked(ctx.spec, metric, answer, who)
     except (UsageError, ValueError) as exc:
         raise HTTPException(400, str(exc).splitlines()[0]) from None
     except StoreError as exc:
@@ -142,12 +163,12 @@ def metric_series(
         max_length=20,
         description="duration (30s 5m 1h 1d 1w) or tier name; default: <= 200 steps",
     ),
-    _who: Principal = Depends(require("read")),
+    who: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
     """Buckets of the tier retained longest among those that divide ``step``, summed per step."""
     ctx: ApiContext = request.app.state.ctx
     spec = ctx.spec
-    _metric(spec, metric)
+    _metric(spec, metric, who)
     lo, hi = _time(frm, "from"), _time(to, "to")
     if hi <= lo:
         raise HTTPException(400, f"empty range: to ({hi}) must be after from ({lo})")
@@ -193,7 +214,7 @@ def metric_series(
     ]
     return {
         "metric": metric,
-        "key": key,
+        "key": masked_key(key, spec.metrics[metric].dimension, spec.event.sensitive, who),
         "tier": tier,
         "step": format_duration(step_ms),
         "step_ms": step_ms,

@@ -198,8 +198,11 @@ class Live:
         self.server.stop()
 
 
-def start_live(root: Path, n: int = 1500, *, seed: int = 7) -> Live:
-    """Write the spec and events, run the engine in a thread, serve the API; wait until caught up."""
+def start_live(root: Path, n: int = 1500, *, seed: int = 7, spec_text: str = SPEC) -> Live:
+    """Write the spec and events, run the engine in a thread, serve the API; wait until caught up.
+
+    ``spec_text`` (a ``str.format`` template with ``{cases}``) defaults to :data:`SPEC`.
+    """
     root.mkdir(parents=True, exist_ok=True)
     data_dir = root / "data"
     events = make_events(n, seed)
@@ -207,7 +210,7 @@ def start_live(root: Path, n: int = 1500, *, seed: int = 7) -> Live:
     lines[10:10] = BAD_LINES
     (root / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     spec_path = root / "spec.yaml"
-    spec_path.write_text(SPEC.format(cases=root / "cases.jsonl"))
+    spec_path.write_text(spec_text.format(cases=root / "cases.jsonl"))
     spec = load_spec(spec_path)
     source = FileSource(root / "events.jsonl", until_end=False)  # follows the file: stays running
     runner = EmbeddedRunner(

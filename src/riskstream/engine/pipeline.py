@@ -38,6 +38,9 @@ class BatchOutcome:
     quarantined: list[Quarantined]
     cases: list[Case]
     max_time: int | None
+    #: The accepted events as decoded (``_id``, ``_t``, ``_seq``, ``_raw`` and the fields read)
+    #: plus one column per feature; the archive and the lab's replay read it.
+    frame: pl.DataFrame | None = None
 
 
 @dataclass
@@ -224,14 +227,15 @@ class Pipeline:
             return BatchOutcome(0, decoded.quarantined, [], None)
         contribs = {m.name: m.contributions(frame, self.lists) for m in self.metrics}
         features = self._features(frame, contribs)
-        cases = self._rules(frame.hstack(features.get_columns()) if features.width else frame)
+        scored = frame.hstack(features.get_columns()) if features.width else frame
+        cases = self._rules(scored)
         for m in self.metrics:
             self.pending.add(m, contribs[m.name], self.spec.tiers)
         self._advance_tails(contribs)
         max_t = frame[TIME].max()
         assert isinstance(max_t, int)
         self.watermark = max_t if self.watermark is None else max(self.watermark, max_t)
-        return BatchOutcome(frame.height, decoded.quarantined, cases, max_t)
+        return BatchOutcome(frame.height, decoded.quarantined, cases, max_t, scored)
 
     def _features(self, frame: pl.DataFrame, contribs: dict[str, pl.DataFrame]) -> pl.DataFrame:
         cols: list[pl.Series] = []

@@ -21,6 +21,8 @@ import polars as pl
 
 from riskstream.engine.pipeline import Pipeline
 from riskstream.errors import SpecError
+from riskstream.lab.archive import for_spec as archive_for_spec
+from riskstream.lab.archiving import ArchiveLog
 from riskstream.runners.lock import DataDirLock
 from riskstream.runners.quarantine import QuarantineFile
 from riskstream.runners.writer import CheckpointWriter
@@ -117,6 +119,8 @@ class EmbeddedRunner:
         self.writer = CheckpointWriter.idle()
         self._after_commit: list[tuple[dict[str, int], list[Any]]] = []
         self._after_lock = threading.Lock()
+        #: Accepted events on their way to the archive (``archive:`` in the spec), else None.
+        self.archive: ArchiveLog | None = None
 
     def request_stop(self, *_: object) -> None:
         """Finish the current batch, checkpoint and stop (SIGTERM/SIGINT)."""
@@ -148,6 +152,8 @@ class EmbeddedRunner:
         """Ingest events posted to the API (``/v1/decide?ingest=true``); checkpointed with the stream."""
         with self.lock:
             outcome = self.pipeline.process(batch)
+            if self.archive is not None:
+                self.archive.add(outcome.frame)
             self._api_cases.extend(outcome.cases)
             self.stats.events += outcome.events
             self.stats.cases += len(outcome.cases)
@@ -198,6 +204,11 @@ class EmbeddedRunner:
     def _recover(self, store: Store) -> None:
         store.configure_tiers(self.spec.tiers)
         meta = store.meta()
+        archive = archive_for_spec(self.spec, self.data_dir)
+        if archive is not None:
+            self.archive = ArchiveLog(archive, meta)
+            if self.archive.orphans_removed:
+                self.log(f"archive: removed {self.archive.orphans_removed} uncommitted files")
         self.quarantine = QuarantineFile(
             self.data_dir / "quarantine.jsonl", int(meta.get("quarantine_bytes", "0"))
         )
@@ -269,6 +280,8 @@ class EmbeddedRunner:
                 t0 = time.perf_counter()
                 with self.lock:
                     outcome = self.pipeline.process(batch)
+                    if self.archive is not None:
+                        self.archive.add(outcome.frame)
                 self.stats.last_batch_s = time.perf_counter() - t0
                 self.stats.batches += 1
                 self.stats.events += outcome.events
@@ -334,7 +347,10 @@ class EmbeddedRunner:
         self.writer.wait()
         cp = self.pipeline.take_checkpoint(self.source.name, self.positions, cases, defer=True)
         positions = dict(self.positions)
-        self.writer.submit(lambda: self._write(store, cp, positions, cases, quarantined))
+        archive_job = self.archive.take(cp.meta) if self.archive is not None else None
+        self.writer.submit(
+            lambda: self._write(store, cp, positions, cases, quarantined, archive_job)
+        )
 
     def _write(
         self,
@@ -343,10 +359,13 @@ class EmbeddedRunner:
         positions: dict[str, int],
         cases: list[Case],
         quarantined: list[Any],
+        archive_job: Callable[[], None] | None = None,
     ) -> None:
         t0 = time.perf_counter()
         if cp.prepare is not None:
             cp.prepare()
+        if archive_job is not None:
+            archive_job()  # files first; the store transaction below commits them
         cp.meta["quarantine_bytes"] = str(self.quarantine.append(quarantined))
         for sink in self.sinks:
             sink.flush(0)  # moves durable marks forward without waiting for slow deliveries
@@ -396,6 +415,8 @@ class EmbeddedRunner:
             # Nothing is pending right after a checkpoint: new marks apply from the next batch.
             self.pipeline.pending.set_rolled(store.roll_up(wm, self.spec.tiers))
             store.compact_before(avail, self.pipeline.value_horizons())
+            if self.archive is not None:
+                self.archive.prune(wm)
         store.fold_when_grown()
         self._last_compact = time.monotonic()
 

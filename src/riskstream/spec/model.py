@@ -127,6 +127,22 @@ class CheckpointSpec(_Model):
     _check_every = field_validator("every", "compact_every")(lambda cls, v: _duration(v))
 
 
+class ArchiveSpec(_Model):
+    """Accepted events kept as Parquet (zstd) by event day, for backtests (``riskstream.lab``)."""
+
+    retention: str = "30d"
+    #: Directory of the archive; relative to the data dir; default ``DATA_DIR/archive``.
+    path: str | None = None
+
+    _check_retention = field_validator("retention")(lambda cls, v: _duration(v))
+
+
+class LabelsSpec(_Model):
+    """Where ground truth comes from: a boolean (or 0/1) event field; imports and decisions add to it."""
+
+    field: str | None = None
+
+
 class PipelineSpec(_Model):
     """A whole pipeline: source, event shape, tiers, metrics, lists, rules, sinks."""
 
@@ -143,6 +159,8 @@ class PipelineSpec(_Model):
     sinks: list[SinkSpec] = Field(default_factory=list)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     batch_size: int = Field(default=20_000, ge=1, le=1_000_000)
+    archive: ArchiveSpec | None = None
+    labels: LabelsSpec = Field(default_factory=LabelsSpec)
 
     @field_validator("tiers")
     @classmethod

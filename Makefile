@@ -4,10 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test unit integration lint kafka kafka-stop bench clean
+.PHONY: help install demo test unit integration lint kafka kafka-stop postgres postgres-stop bench clean
 
 help:
-	@echo "make demo | make test | make lint | make kafka | make bench"
+	@echo "make demo | make test | make lint | make kafka | make postgres | make bench"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ kafka: $(STAMP)
 
 kafka-stop: $(STAMP)
 	$(BIN)/python tools/kafka.py stop --data-dir .kafka
+
+# A throw-away local PostgreSQL cluster (Debian's server binaries; installed with apt if missing).
+# Prints the DSN: export RISKSTREAM_PG_DSN=<it> for examples/card-velocity-postgres.yaml.
+postgres:
+	@$(PYTHON) tools/postgres.py start --data-dir .postgres
+
+postgres-stop:
+	$(PYTHON) tools/postgres.py stop --data-dir .postgres
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

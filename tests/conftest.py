@@ -39,3 +39,6 @@ def run_cli(
 def cli() -> object:
     """The ``run_cli`` helper as a fixture."""
     return run_cli
+
+
+from tests.postgres_cluster import pg_cluster, pg_schema  # noqa: E402, F401  (fixtures)

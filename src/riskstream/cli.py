@@ -25,6 +25,15 @@ SpecOpt = Annotated[Path, typer.Option("--config", "-c", help="Pipeline spec (YA
 DataDirOpt = Annotated[
     Path, typer.Option("--data-dir", help="Where the store, quarantine and logs live.")
 ]
+StoreDsnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store-dsn",
+        help="PostgreSQL store DSN (overrides the spec's store; prefer the spec's dsn_env).",
+        envvar=None,
+        show_default=False,
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -43,6 +52,20 @@ def validate(config: SpecOpt) -> None:
         f"{len(spec.lists)} lists, {len(spec.sinks)} sinks)",
         highlight=False,
     )
+    if spec.store.kind == "postgres" or spec.source.key is not None:
+        from riskstream.spec.check import partial_features
+
+        partial = partial_features(spec)
+        key = spec.source.key or "not set"
+        if not partial:
+            out.print(
+                f"several engines (source.key: {key}): every rule feature is exact",
+                highlight=False,
+            )
+        else:
+            out.print(f"several engines (source.key: {key}):", highlight=False)
+            for line in partial:
+                out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -95,6 +118,7 @@ def run(
         bool, typer.Option("--serve", help="Also serve the HTTP API and web UI.")
     ] = False,
     port: Annotated[int, typer.Option("--port", help="HTTP port with --serve.")] = 8080,
+    store_dsn: StoreDsnOpt = None,
 ) -> None:
     """Run a pipeline; restarting with the same data dir resumes from the last checkpoint."""
     from riskstream.runners.session import run_pipeline
@@ -110,6 +134,7 @@ def run(
         serve=serve,
         port=port,
         console=err,
+        store_dsn=store_dsn,
     )
     if summary_json is not None:
         summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
@@ -129,6 +154,7 @@ def serve(
             "--until-end", help="Stop ingesting at the end of a bounded source (keep serving)."
         ),
     ] = False,
+    store_dsn: StoreDsnOpt = None,
 ) -> None:
     """Run the pipeline and serve the HTTP API and web UI from the same process."""
     from riskstream.runners.session import run_pipeline
@@ -141,6 +167,7 @@ def serve(
         serve=True,
         port=port,
         console=err,
+        store_dsn=store_dsn,
     )
 
 
@@ -156,15 +183,19 @@ def query(
     ],
     to_time: Annotated[str, typer.Option("--to", help="End (exclusive): epoch ms or ISO-8601.")],
     data_dir: DataDirOpt = Path("riskstream-data"),
+    store_dsn: StoreDsnOpt = None,
 ) -> None:
     """Print one JSON object: the metric's stats over [from, to), stitched across tiers."""
     from riskstream.query.range import parse_time, query_range
     from riskstream.spec.load import load_spec
-    from riskstream.store.duck import Store
+    from riskstream.store.factory import open_store
 
     spec = load_spec(config)
-    store = Store(data_dir, read_only=True)
-    result = query_range(spec, store, metric, key, parse_time(from_time), parse_time(to_time))
+    store = open_store(spec, data_dir, store_dsn, read_only=True)
+    try:
+        result = query_range(spec, store, metric, key, parse_time(from_time), parse_time(to_time))
+    finally:
+        store.close()
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 

@@ -14,7 +14,7 @@ from fastapi import HTTPException
 
 from riskstream.api.auth import KeyRing
 from riskstream.spec.model import PipelineSpec
-from riskstream.store.duck import Store
+from riskstream.store.factory import AnyStore as Store
 
 if TYPE_CHECKING:
     from riskstream.runners.embedded import EmbeddedRunner
@@ -72,9 +72,13 @@ class ApiContext:
 
     @contextmanager
     def db(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A store connection, under :meth:`engine_lock`."""
+        """A store connection, under :meth:`engine_lock`.
+
+        A PostgreSQL store yields an adapter with the same ``execute(sql, args)`` surface
+        (``?`` placeholders, cursors with ``fetchone``/``fetchall``).
+        """
         with self.engine_lock(), self.store.connect() as con:
-            yield con
+            yield con  # type: ignore[misc]
 
 
 def runner_state(runner: EmbeddedRunner | None) -> str:

@@ -25,6 +25,8 @@ from riskstream.api.context import ApiContext
 from riskstream.errors import UsageError
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.duck import Store
+from riskstream.store.factory import open_store
+from riskstream.store.factory import store_dsn as store_dsn_of
 
 if TYPE_CHECKING:
     from riskstream.runners.embedded import EmbeddedRunner
@@ -141,6 +143,7 @@ def start_background(
     log: Callable[[str], None],
     host: str = "127.0.0.1",
     keys: KeyRing | None = None,
+    store_dsn: str | None = None,
 ) -> ServerHandle:
     """Serve the API for ``spec``/``data_dir`` (and the live ``runner``, if any) on ``host:port``.
 
@@ -149,8 +152,9 @@ def start_background(
     """
     ring = keys if keys is not None else KeyRing.from_env()
     directory = runner.data_dir if runner is not None else Path(data_dir)
-    if runner is None:
+    dsn = store_dsn or (runner.store_dsn if runner is not None else None)
+    if runner is None and store_dsn_of(spec, dsn) is None:
         Store(directory, read_only=True)  # refuses (StoreError) when there is no store yet
-    store = Store(directory)
+    store = open_store(spec, directory, dsn)
     ctx = ApiContext(spec=spec, data_dir=directory, store=store, runner=runner, keys=ring, log=log)
     return serve_context(ctx, host=host, port=port, log=log)

@@ -16,8 +16,7 @@ from riskstream.errors import UsageError
 from riskstream.query.stitch import Plan, available_from, plan_range
 from riskstream.spec.model import PipelineSpec
 from riskstream.store import layout
-from riskstream.store.duck import Store
-from riskstream.store.reads import key_rows
+from riskstream.store.factory import AnyStore as Store
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,7 @@ def query_range(
         return _segs(plans[0])
 
     # Meta, plan and rows come from one connection: one consistent snapshot of the store.
-    with store.connect() as con:
-        found = key_rows(con, spec.tiers, metric, key, None, plan_for, store.key_id, m.stats)
+    found = store.key_rows(spec.tiers, metric, key, plan_for, m.stats)
     plan = plans[0]
     stats: dict[str, Any] = {}
     frames = [found.numeric]

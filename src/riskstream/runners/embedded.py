@@ -33,7 +33,8 @@ from riskstream.spec.durations import parse_duration
 from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.checkpoint import Checkpoint
-from riskstream.store.duck import Store
+from riskstream.store.factory import AnyStore as Store
+from riskstream.store.factory import open_store
 
 
 @dataclass
@@ -89,8 +90,11 @@ class EmbeddedRunner:
         spec_path: Path | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
         log: Callable[[str], None] | None = None,
+        store_dsn: str | None = None,
     ) -> None:
         self.spec = spec
+        #: ``--store-dsn``: a PostgreSQL store instead of what the spec names.
+        self.store_dsn = store_dsn
         self.source = source
         self.data_dir = data_dir
         self._make_sinks = sinks
@@ -131,7 +135,7 @@ class EmbeddedRunner:
         if install_signals:
             self._install_signals()
         with DataDirLock(self.data_dir):
-            store = Store(self.data_dir)
+            store = open_store(self.spec, self.data_dir, self.store_dsn, engine=True, log=self.log)
             self._recover(store)
             self.running = True
             self._attach_source_hooks()
@@ -145,6 +149,7 @@ class EmbeddedRunner:
                 self.quarantine.close()
                 for sink in self.sinks:
                     sink.close()
+                store.close()
         self.stats.finished = time.monotonic()
         return self.stats
 
@@ -183,6 +188,11 @@ class EmbeddedRunner:
             setter = getattr(self.source, setter_name, None)
             if callable(setter):
                 setter(fn)
+        provider = getattr(self.source, "set_positions_provider", None)
+        if getattr(self._store, "shared", False) and callable(provider):
+            # A shared store is the truth: a partition handed over resumes where the store
+            # says (its previous owner's last checkpoint), not at Kafka's committed offset.
+            provider(lambda: self._store.positions(self.source.name))
 
     def checkpoint_now(self) -> None:
         """Checkpoint the pending state now (the Kafka source calls it before giving up partitions)."""

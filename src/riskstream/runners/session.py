@@ -43,6 +43,7 @@ def run_pipeline(
     serve: bool = False,
     port: int = 8080,
     console: Console | None = None,
+    store_dsn: str | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline in ``config`` and return the summary."""
     from riskstream.sources.uri import build_source, source_spec_from_uri
@@ -66,7 +67,9 @@ def run_pipeline(
                 f"riskstream: {msg}", style="dim", markup=False, highlight=False, soft_wrap=True
             )
 
-    runner = EmbeddedRunner(spec, source, data_dir, sinks, spec_path=config, log=log)
+    runner = EmbeddedRunner(
+        spec, source, data_dir, sinks, spec_path=config, log=log, store_dsn=store_dsn
+    )
     server = None
     if serve:
         from riskstream.api.server import start_background

@@ -5,7 +5,7 @@ See ``riskstream.sources.kafka`` for the guarantees; this mixin keeps the bookke
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import (
     OFFSET_INVALID,
@@ -53,6 +53,7 @@ class PartitionOwnership:
     _closed: bool
     _on_checkpoint: Callable[[], None] | None
     _on_reload: Callable[[], None] | None
+    _positions_provider: Callable[[], Mapping[str, int]] | None
 
     # ---- rebalance callbacks (run inside consume(), on the runner's thread) ----------------
 
@@ -64,6 +65,16 @@ class PartitionOwnership:
         if not partitions:
             return
         committed = committed_offsets(consumer, partitions)
+        if self._positions_provider is not None:
+            # A shared store: its positions are the truth (another engine may have moved a
+            # partition past what this engine remembers, and past Kafka's committed offset).
+            shared = self._positions_provider()
+            for tp in partitions:
+                part = part_name(tp.topic, tp.partition)
+                if part in shared:
+                    self._next[part] = int(shared[part])
+                    self._checkpointed[part] = int(shared[part])
+                    committed.pop(part, None)
         targets: list[TopicPartition] = []
         names: set[str] = set()
         for tp in partitions:

@@ -131,6 +131,8 @@ class KafkaSource(PartitionOwnership):
         self._closed = False
         self._on_checkpoint: Callable[[], None] | None = None
         self._on_reload: Callable[[], None] | None = None
+        #: A shared store's current positions (several engines, one store): read on assignment.
+        self._positions_provider: Callable[[], Mapping[str, int]] | None = None
 
         conf: dict[str, Any] = {
             "group.id": f"riskstream-replay-{uuid.uuid4().hex}" if self.replay else self.group,
@@ -285,6 +287,10 @@ class KafkaSource(PartitionOwnership):
     def set_checkpoint_callback(self, fn: Callable[[], None] | None) -> None:
         """``fn`` checkpoints the runner's pending state now; called before partitions are given up."""
         self._on_checkpoint = fn
+
+    def set_positions_provider(self, fn: Callable[[], Mapping[str, int]] | None) -> None:
+        """``fn`` returns the shared store's positions; assigned partitions start there."""
+        self._positions_provider = fn
 
     def set_reload_callback(self, fn: Callable[[], None] | None) -> None:
         """``fn`` reloads pipeline state from the store; called when new partitions arrive."""

@@ -80,6 +80,8 @@ def check_spec(spec: PipelineSpec, base_dir: Path | None = None) -> None:
                 raise SpecError(
                     f"metrics.{name}.value", f"field {metric.value!r} is {kind}, not a number"
                 )
+    if spec.source.key is not None and declared is not None and spec.source.key not in declared:
+        raise SpecError("source.key", f"unknown field {spec.source.key!r}")
     for name, rule in spec.rules.items():
         if rule.once_per is not None and declared is not None and rule.once_per.key not in declared:
             raise SpecError(f"rules.{name}.once_per.key", f"unknown field {rule.once_per.key!r}")
@@ -104,3 +106,30 @@ def check_spec(spec: PipelineSpec, base_dir: Path | None = None) -> None:
             raise SpecError(f"sinks.{i}.url", "a webhook sink needs an http(s) 'url'")
         if sink.kind == "kafka" and not extra.get("topic"):
             raise SpecError(f"sinks.{i}", "a kafka sink needs 'topic'")
+
+
+def partial_features(spec: PipelineSpec) -> list[str]:
+    """Why rule features would be partial with several engines sharing one store, one line each.
+
+    An aggregate in the store is exact with any number of engines (every engine merges into
+    it). A sliding feature is computed by the engine that sees the event, from that engine's
+    history of the key: it is exact only when every event of its key reaches the same engine,
+    i.e. when the metric's dimension is the source's partition key (``source.key``).
+    """
+    key = spec.source.key
+    lines: list[str] = []
+    for name, compiled in compile_rules(spec).items():
+        for feat in compiled.features:
+            dims = spec.metrics[feat.metric].dimension
+            if key is None:
+                lines.append(
+                    f"rules.{name}: {feat.name} may be partial (source.key is not set, so "
+                    "events of one key may reach several engines)"
+                )
+            elif dims != [key]:
+                lines.append(
+                    f"rules.{name}: {feat.name} is partial with several engines "
+                    f"(metric {feat.metric!r} is keyed by {'+'.join(dims)}, the source is "
+                    f"partitioned by {key})"
+                )
+    return lines

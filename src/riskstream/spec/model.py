@@ -45,6 +45,21 @@ class SourceSpec(_Model):
     format: Literal["json", "avro"] = "json"
     avro_schema: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
+    #: The event field the topic is partitioned by (several engines: sliding features of
+    #: other dimensions are partial; ``validate`` says which).
+    key: str | None = None
+
+
+class StoreSpec(_Model):
+    """Where state lives: the embedded DuckDB file (default) or a shared PostgreSQL schema.
+
+    The PostgreSQL DSN comes only from the environment variable ``dsn_env`` (or
+    ``--store-dsn``), never from the spec, and is never logged with its password.
+    """
+
+    kind: Literal["duckdb", "postgres"] = "duckdb"
+    dsn_env: str = Field(default="RISKSTREAM_PG_DSN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    schema_: str = Field(default="riskstream", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class EventSpec(_Model):
@@ -158,6 +173,7 @@ class PipelineSpec(_Model):
     rules: dict[str, RuleSpec] = Field(default_factory=dict)
     sinks: list[SinkSpec] = Field(default_factory=list)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    store: StoreSpec = Field(default_factory=StoreSpec)
     batch_size: int = Field(default=20_000, ge=1, le=1_000_000)
     archive: ArchiveSpec | None = None
     labels: LabelsSpec = Field(default_factory=LabelsSpec)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from riskstream.engine.features import HASH, gather_keys, keyed
 from riskstream.engine.metrics import CODE
 from riskstream.errors import StoreError
 from riskstream.sinks.case import Case
-from riskstream.store import layout, rollup
+from riskstream.store import layout, reads, rollup
 from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -84,6 +84,8 @@ class Store:
                 return
             with self._open() as con:
                 yield con
+
+    shared = False
 
     def close(self) -> None:
         """Close the kept connection (``keep_open``), if any."""
@@ -179,6 +181,18 @@ class Store:
             args.append(key)
         with self.connect() as con:
             return pl.from_arrow(con.sql(sql, params=args).to_arrow_table())  # type: ignore[return-value]
+
+    def key_rows(
+        self,
+        tiers: Sequence[str],
+        metric: str,
+        key: str,
+        plan_for: Callable[[dict[str, str]], list[tuple[str, int, int]]],
+        stats: Sequence[str] = ("distinct", "distribution"),
+    ) -> reads.KeyRows:
+        """Rows of one key behind a stitched plan (``plan_for(meta)``), in one snapshot."""
+        with self.connect() as con:
+            return reads.key_rows(con, tiers, metric, key, None, plan_for, self.key_id, stats)
 
     def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (used by the query and API layers)."""

@@ -7,6 +7,7 @@ psycopg connection, so their read SQL runs unchanged on either store.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,10 @@ from riskstream.errors import StoreError
 from riskstream.store.postgres.dsn import endpoint, redact
 
 T = TypeVar("T")
+
+# The pool logs each failed reconnection; the store reports waiting itself (one line per
+# retry, host:port, no DSN).
+logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 #: Errors after which the same work may succeed on a new connection (server restarting, a
 #: dropped connection, a deadlock between two writers' upserts).
@@ -55,7 +60,7 @@ class Adapter:
 class Connections:
     """A pool of autocommit connections to ``dsn`` with ``search_path`` set to ``schema``."""
 
-    def __init__(self, dsn: str, schema: str, *, max_size: int = 4, wait_s: float = 10.0) -> None:
+    def __init__(self, dsn: str, schema: str, *, max_size: int = 4, wait_s: float = 2.0) -> None:
         self.dsn = dsn
         self.schema = schema
         self.where = endpoint(dsn)

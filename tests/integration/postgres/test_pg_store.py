@@ -304,3 +304,15 @@ def test_dsn_passwords_are_redacted() -> None:
     assert redact("host=h password=pw") == "host=h password=***"
     assert endpoint("postgresql://bob:pw@db.example:6543/x") == "db.example:6543"
     assert endpoint("host=h") == "h:5432"
+
+
+def test_retention_drops_old_buckets_per_tier(pg_cluster: PostgresCluster, pg_schema: str) -> None:
+    store = _store(pg_cluster, pg_schema, engine="e1")
+    rows = [("a", T0 + i * 60_000, 1.0) for i in range(180)]  # one a minute for three hours
+    store.write_checkpoint(_checkpoint(rows))
+    cut = T0 + 120 * 60_000
+    dropped = store.compact_before({"second": cut, "minute": T0 + 60 * 60_000, "hour": T0})
+    left = dict(store.select("SELECT tier, min(start) FROM buckets GROUP BY tier ORDER BY tier"))
+    assert left["second"] == cut and left["minute"] == T0 + 60 * 60_000 and left["hour"] == T0
+    assert dropped == 120 + 60
+    assert store.select("SELECT sum(count) FROM buckets WHERE tier = 'hour'")[0][0] == 180

@@ -282,11 +282,14 @@ class PgStore:
                         "DELETE FROM feature_values WHERE metric = %s AND tier = %s AND b < %s",
                         [metric, tier, cutoff],
                     )
-                for tier, cutoff in available_from.items():
+                if available_from:
+                    # One scan per table for every tier.
+                    cond = " OR ".join("(tier = %s AND start < %s)" for _ in available_from)
+                    args = [x for tier, cutoff in available_from.items() for x in (tier, cutoff)]
                     for table in ("buckets", "sketches", "distributions"):
                         cur = con.execute(
-                            f"DELETE FROM {table} WHERE tier = %s AND start < %s",  # type: ignore[arg-type]
-                            [tier, cutoff],
+                            f"DELETE FROM {table} WHERE {cond}",  # type: ignore[arg-type]
+                            args,
                         )
                         dropped += max(cur.rowcount, 0)
                 day_ago = int(time.time() * 1000) - 86_400_000

@@ -17,6 +17,7 @@ from riskstream.api.auth import Principal, masked, require
 from riskstream.api.batching import DecideWorker, Item, Quarantine
 from riskstream.api.context import ApiContext, runner_state
 from riskstream.api.models import DecideOut, ErrorBody
+from riskstream.engine import guard
 from riskstream.sinks.case import Case
 
 router = APIRouter(tags=["decide"])
@@ -76,6 +77,13 @@ async def decide(
         # Also keeps browsers from posting events cross-site without a CORS preflight.
         raise HTTPException(415, "send the event as Content-Type: application/json")
     body = await request.body()
+    # Depth first (before any recursive parse), then repeated keys: orjson keeps the last of
+    # them, the batch decoder would refuse the line, so the API refuses it too.
+    max_depth = ctx.spec.event.max_depth
+    if body.count(b"{") + body.count(b"[") > max_depth:
+        hostile = guard.inspect_line(body, max_depth)
+        if hostile is not None:
+            return _json({"error": hostile[1], "reason": hostile[0]}, 422)
     try:
         event = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -83,6 +91,9 @@ async def decide(
     if not isinstance(event, dict):
         kind = type(event).__name__
         return _json({"error": f"not a JSON object but {kind}", "reason": "not_object"}, 422)
+    hostile = guard.check_one(body, max_depth, event)
+    if hostile is not None:
+        return _json({"error": hostile[1], "reason": hostile[0]}, 422)
     t0 = time.perf_counter()
     item = Item(event=event, line=orjson.dumps(event), ingest=ingest)
     try:

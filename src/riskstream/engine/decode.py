@@ -9,13 +9,15 @@ lines are parsed again in one call.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import polars as pl
 
+from riskstream.engine import guard
 from riskstream.sources.base import RawBatch
 
 #: Polars dtypes per declared field type; ``str``/``any`` accept any JSON value as text.
@@ -43,6 +45,17 @@ SEQ = "_seq"
 POS = "_pos"
 RAW = "_raw"
 EID = "_id"
+
+#: Bytes of an oversized event kept in quarantine (with its full length in the detail).
+PREFIX_BYTES = 4096
+#: Earliest event time accepted (0001-01-01T00:00:00Z): bucket arithmetic stays far from overflow.
+MIN_TIME_MS = -62_135_596_800_000
+_I64 = 2**63
+
+
+def wall_clock_ms() -> int:
+    """The wall clock in epoch milliseconds (``event.max_future`` is measured from it)."""
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,9 @@ class Decoder:
         fields: Mapping[str, str],
         max_bytes: int,
         max_lateness_ms: int,
+        max_future_ms: int = 5 * 60_000,
+        max_depth: int = 64,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.time_field = time_field
         self.id_field = id_field
@@ -91,6 +107,9 @@ class Decoder:
             self.fields[id_field] = "str"
         self.max_bytes = max_bytes
         self.max_lateness_ms = max_lateness_ms
+        self.max_future_ms = max_future_ms
+        self.max_depth = max_depth
+        self.clock = clock
         self.schema: dict[str, pl.DataType] = {time_field: pl.String()}
         for name, kind in self.fields.items():
             self.schema[name] = _DTYPES[kind]
@@ -101,18 +120,22 @@ class Decoder:
         lines, positions = batch.lines, batch.positions
         bad: list[Quarantined] = []
         keep = list(range(len(lines)))
-        if lines and max(map(len, lines)) > self.max_bytes:
-            keep = [i for i in keep if len(lines[i]) <= self.max_bytes]
+        cut = batch.truncated or {}
+        if cut or (lines and max(map(len, lines)) > self.max_bytes):
+            sizes = {i: cut.get(i, len(line)) for i, line in enumerate(lines)}
+            keep = [i for i in keep if sizes[i] <= self.max_bytes]
             bad += [
-                Quarantined(
-                    "oversized",
-                    f"event of {len(lines[i])} bytes exceeds {self.max_bytes}",
-                    positions[i],
-                    lines[i],
-                )
+                oversized(sizes[i], self.max_bytes, positions[i], lines[i])
                 for i in range(len(lines))
-                if len(lines[i]) > self.max_bytes
+                if sizes[i] > self.max_bytes
             ]
+        hostile = guard.check([lines[i] for i in keep], self.max_depth)
+        if hostile:
+            bad += [
+                Quarantined(*hostile[j], positions[keep[j]], lines[keep[j]])
+                for j in sorted(hostile)
+            ]
+            keep = [i for j, i in enumerate(keep) if j not in hostile]
         frame = self._read(lines, keep)
         if frame is None:
             good: list[int] = []
@@ -179,7 +202,7 @@ class Decoder:
         if t is None:
             return "missing_time", f"missing time field {self.time_field!r}"
         if isinstance(t, bool) or not isinstance(t, int | float | str):
-            return "bad_time", f"unparsable time {t!r}"
+            return "bad_time", f"unparsable time {_short(t)}"
         for name, kind in self.fields.items():
             v = obj.get(name)
             if v is None:
@@ -188,6 +211,8 @@ class Decoder:
                 return "wrong_type", f"field {name!r} should be a number, got {_short(v)}"
             if kind == "int" and (isinstance(v, bool) or not isinstance(v, int)):
                 return "wrong_type", f"field {name!r} should be an integer, got {_short(v)}"
+            if kind == "int" and not -_I64 <= v < _I64:
+                return "wrong_type", f"field {name!r} is an integer beyond 64 bits: {_short(v)}"
             if kind == "bool" and not isinstance(v, bool):
                 return "wrong_type", f"field {name!r} should be true or false, got {_short(v)}"
         return None
@@ -231,10 +256,26 @@ class Decoder:
                 why = (
                     f"missing time field {self.time_field!r}"
                     if row[0] is None
-                    else f"unparsable time {row[0]!r}"
+                    else f"unparsable time {_short(row[0])}"
                 )
                 bad.append(Quarantined(code, why, row[1], row[2]))
             frame = frame.filter(pl.col(TIME).is_not_null())
+        # Too early: later than the wall clock + max_future (it would blind lateness for good),
+        # or before year 1: such times never reach the watermark or the bucket arithmetic.
+        latest = self.clock() + self.max_future_ms
+        early_mask = frame.select(
+            ((pl.col(TIME) > latest) | (pl.col(TIME) < MIN_TIME_MS)).alias("e")
+        )["e"]
+        if early_mask.any():
+            for pos, raw, t in frame.filter(early_mask).select(POS, RAW, TIME).iter_rows():
+                if t > latest:
+                    why = f"event time {t} is later than the wall clock + max_future ({latest})"
+                    bad.append(Quarantined("too_early", why, pos, raw))
+                else:
+                    bad.append(
+                        Quarantined("bad_time", f"event time {t} is before year 1", pos, raw)
+                    )
+            frame = frame.filter(~early_mask)
         # Lateness is judged against the max time seen before each event, in ingestion order.
         seen = pl.col(TIME).cum_max()
         if watermark is not None:
@@ -248,6 +289,22 @@ class Decoder:
                 )
             frame = frame.filter(~late_mask)
         return frame, bad
+
+
+def oversized(size: int, max_bytes: int, position: str, line: bytes) -> Quarantined:
+    """An event over ``max_bytes``: quarantined with its first bytes and its full length."""
+    kept = line[:PREFIX_BYTES]
+    detail = f"event of {size} bytes exceeds max_bytes {max_bytes}"
+    if len(kept) < size:
+        detail += f" (first {len(kept)} bytes kept)"
+    return Quarantined("oversized", detail, position, kept)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, at most 300 characters (for ``unprocessable``)."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def _short(v: object) -> str:

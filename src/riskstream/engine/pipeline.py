@@ -7,15 +7,27 @@ and hands a :class:`Checkpoint` to the runner, which writes it to the store.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
 
 from riskstream.engine import distinct_features as dfeat
 from riskstream.engine import features as feat
-from riskstream.engine.decode import EID, RAW, SEQ, TIME, Decoder, Quarantined
+from riskstream.engine.decode import (
+    EID,
+    PREFIX_BYTES,
+    RAW,
+    SEQ,
+    TIME,
+    Decoder,
+    Quarantined,
+    one_line,
+    wall_clock_ms,
+)
 from riskstream.engine.metrics import CompiledMetric, Pending
 from riskstream.engine.tiers import KEY
 from riskstream.rules import CompiledExpr, ListRegistry
@@ -41,6 +53,17 @@ class BatchOutcome:
     #: The accepted events as decoded (``_id``, ``_t``, ``_seq``, ``_raw`` and the fields read)
     #: plus one column per feature; the archive and the lab's replay read it.
     frame: pl.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """A rule firing on one event, before throttles and case numbering."""
+
+    event_id: str
+    time: int
+    throttle_key: str | None
+    features: dict[str, Any]
+    event: dict[str, Any]
 
 
 @dataclass
@@ -79,8 +102,16 @@ class _FeatureGroup:
 class Pipeline:
     """The engine for one spec; call :meth:`process` per batch, :meth:`take_checkpoint` to persist."""
 
-    def __init__(self, spec: PipelineSpec, base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        base_dir: Path | None = None,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
         self.spec = spec
+        #: the wall clock (epoch ms) that ``event.max_future`` is measured from
+        self.clock = clock
         self.base_dir = base_dir or Path.cwd()
         self.lists = _registry(spec, self.base_dir)
         wheres = compile_wheres(spec)
@@ -88,13 +119,7 @@ class Pipeline:
             CompiledMetric(name, m, wheres.get(name)) for name, m in spec.metrics.items()
         ]
         self._install_rules(spec)
-        self.decoder = Decoder(
-            time_field=spec.event.time,
-            id_field=spec.event.id,
-            fields=self._needed_fields(),
-            max_bytes=spec.event.max_bytes,
-            max_lateness_ms=parse_duration(spec.event.max_lateness),
-        )
+        self.decoder = self._decoder(spec)
         self.pending = Pending()
         self.watermark: int | None = None
         self.next_seq = 0
@@ -104,6 +129,7 @@ class Pipeline:
         self._rule_hits: dict[str, int] = {}
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self.rule_hits_total: dict[str, int] = {}
+        self._committing = False
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -145,9 +171,22 @@ class Pipeline:
                     group.requests.append(feat.Request(ref.name, ref.stat, ref.window_ms))
         self._groups = groups
 
+    def _decoder(self, spec: PipelineSpec) -> Decoder:
+        return Decoder(
+            time_field=spec.event.time,
+            id_field=spec.event.id,
+            fields=self._needed_fields(),
+            max_bytes=spec.event.max_bytes,
+            max_lateness_ms=parse_duration(spec.event.max_lateness),
+            max_future_ms=parse_duration(spec.event.max_future),
+            max_depth=spec.event.max_depth,
+            clock=self.clock,
+        )
+
     def _needed_fields(self) -> dict[str, str]:
         declared = self.spec.event.fields or {}
-        need: dict[str, str] = {}
+        # Every declared field is type-checked on input, used by a rule or not.
+        need: dict[str, str] = dict(declared)
 
         def add(name: str, default: str) -> None:
             need[name] = declared.get(name, default)
@@ -173,13 +212,7 @@ class Pipeline:
         self.lists = _registry(spec, self.base_dir)
         self.spec = spec
         self._install_rules(spec)
-        self.decoder = Decoder(
-            time_field=spec.event.time,
-            id_field=spec.event.id,
-            fields=self._needed_fields(),
-            max_bytes=spec.event.max_bytes,
-            max_lateness_ms=parse_duration(spec.event.max_lateness),
-        )
+        self.decoder = self._decoder(spec)
 
     # ---- the batch ---------------------------------------------------------------------
 
@@ -218,23 +251,67 @@ class Pipeline:
         return full, decoded.quarantined, fired
 
     def process(self, lines_batch: RawBatch) -> BatchOutcome:
-        """Run one raw batch through every stage, updating state and raising cases."""
+        """Run one raw batch through every stage, updating state and raising cases.
+
+        Whatever fails on the way (a decoder or Polars error on some odd event, a case body
+        that cannot be serialized) is narrowed down by halving the batch: the event that
+        fails alone is quarantined ``unprocessable`` with the error's first line, and the
+        others are processed as usual. State changes only once a (sub-)batch has passed every
+        step that can fail, so a retry never counts anything twice.
+        """
         self.lists.refresh()
+        try:
+            return self._process(lines_batch)
+        except (MemoryError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            if self._committing:
+                raise  # a failure while applying state: not one event's fault
+            return self._isolate(lines_batch, exc)
+
+    def _isolate(self, batch: RawBatch, exc: Exception) -> BatchOutcome:
+        n = len(batch.lines)
+        if n <= 1:
+            self.next_seq += n
+            quarantined = [
+                Quarantined("unprocessable", one_line(exc), pos, line[:PREFIX_BYTES])
+                for line, pos in zip(batch.lines, batch.positions, strict=True)
+            ]
+            return BatchOutcome(0, quarantined, [], None)
+        half = n // 2
+        outcomes = [self.process(part) for part in _split(batch, half)]
+        times = [o.max_time for o in outcomes if o.max_time is not None]
+        frames = [o.frame for o in outcomes if o.frame is not None and o.frame.height]
+        return BatchOutcome(
+            sum(o.events for o in outcomes),
+            [q for o in outcomes for q in o.quarantined],
+            [c for o in outcomes for c in o.cases],
+            max(times) if times else None,
+            pl.concat(frames, how="vertical_relaxed") if frames else None,
+        )
+
+    def _process(self, lines_batch: RawBatch) -> BatchOutcome:
+        self._committing = False
         decoded = self.decoder.decode(lines_batch, self.next_seq, self.watermark)
-        self.next_seq += len(lines_batch.lines)
         frame = decoded.frame
         if not frame.height:
+            self.next_seq += len(lines_batch.lines)
             return BatchOutcome(0, decoded.quarantined, [], None)
         contribs = {m.name: m.contributions(frame, self.lists) for m in self.metrics}
         features = self._features(frame, contribs)
         scored = frame.hstack(features.get_columns()) if features.width else frame
-        cases = self._rules(scored)
+        fired = self._fired(scored)
+        max_t = frame[TIME].max()
+        assert isinstance(max_t, int)
+        # Everything that can fail on odd input is behind us: apply the batch to the state.
+        self._committing = True
+        self.next_seq += len(lines_batch.lines)
+        cases = self._commit_cases(fired)
         for m in self.metrics:
             self.pending.add(m, contribs[m.name], self.spec.tiers)
         self._advance_tails(contribs)
-        max_t = frame[TIME].max()
-        assert isinstance(max_t, int)
         self.watermark = max_t if self.watermark is None else max(self.watermark, max_t)
+        self._committing = False
         return BatchOutcome(frame.height, decoded.quarantined, cases, max_t, scored)
 
     def _features(self, frame: pl.DataFrame, contribs: dict[str, pl.DataFrame]) -> pl.DataFrame:
@@ -280,7 +357,8 @@ class Pipeline:
                         feat.keyed(pl.concat(group.values).filter(pl.col("b") >= cutoff).unique())
                     ]
 
-    def _rules(self, frame: pl.DataFrame) -> list[Case]:
+    def _fired(self, frame: pl.DataFrame) -> list[tuple[_RuleRuntime, list[_Hit]]]:
+        """Per rule, the events it fired on, with case bodies checked to serialize (no state change)."""
         if not self.rules:
             return []
         exprs = [
@@ -288,7 +366,7 @@ class Pipeline:
             for i, r in enumerate(self.rules)
         ]
         hits = frame.select(pl.int_range(pl.len()).alias("_row"), *exprs)
-        cases: list[Case] = []
+        out: list[tuple[_RuleRuntime, list[_Hit]]] = []
         for i, rule in enumerate(self.rules):
             rows = hits.filter(pl.col(f"__rule_{i}"))["_row"]
             if not rows.len():
@@ -298,16 +376,39 @@ class Pipeline:
             if rule.throttle_key:
                 cols.append(rule.throttle_key)
             sel = frame[rows].select(list(dict.fromkeys(cols)))
+            found: list[_Hit] = []
             for row in sel.iter_rows(named=True):
-                event_id = str(row[EID])
-                if rule.throttle_key:
-                    tkey = str(row[rule.throttle_key])
-                    until = self.throttles.get((rule.name, tkey))
-                    if until is not None and row[TIME] < until:
+                event = orjson.loads(row[RAW])
+                features = {n: row[n] for n in feat_names}
+                Case(
+                    case_id="",
+                    pipeline=self.spec.name,
+                    rule=rule.name,
+                    action=rule.action,
+                    score=rule.score,
+                    event_id=None,
+                    event_time=0,
+                    features=features,
+                    event=event,
+                ).body()  # raises here, on the engine thread, if the body cannot be written
+                tkey = str(row[rule.throttle_key]) if rule.throttle_key else None
+                found.append(_Hit(str(row[EID]), int(row[TIME]), tkey, features, event))
+            out.append((rule, found))
+        return out
+
+    def _commit_cases(self, fired: list[tuple[_RuleRuntime, list[_Hit]]]) -> list[Case]:
+        """Throttles, repeated case ids and case numbering applied to the rules' hits."""
+        cases: list[Case] = []
+        for rule, found in fired:
+            for hit in found:
+                if hit.throttle_key is not None:
+                    until = self.throttles.get((rule.name, hit.throttle_key))
+                    if until is not None and hit.time < until:
                         continue
-                    self.throttles[(rule.name, tkey)] = row[TIME] + rule.throttle_ms
-                    self._new_throttles.append((rule.name, tkey, row[TIME] + rule.throttle_ms))
-                cid = case_id_for(self.spec.name, rule.name, event_id)
+                    end = hit.time + rule.throttle_ms
+                    self.throttles[(rule.name, hit.throttle_key)] = end
+                    self._new_throttles.append((rule.name, hit.throttle_key, end))
+                cid = case_id_for(self.spec.name, rule.name, hit.event_id)
                 if cid in self._recent_ids:
                     continue
                 self._recent_ids[cid] = None
@@ -320,10 +421,10 @@ class Pipeline:
                         rule=rule.name,
                         action=rule.action,
                         score=rule.score,
-                        event_id=event_id,
-                        event_time=int(row[TIME]),
-                        features={n: row[n] for n in feat_names},
-                        event=orjson.loads(row[RAW]),
+                        event_id=hit.event_id,
+                        event_time=hit.time,
+                        features=hit.features,
+                        event=hit.event,
                         seq=self.next_case_seq,
                     )
                 )
@@ -379,7 +480,9 @@ class Pipeline:
     ) -> None:
         """Load state saved by earlier runs (watermark, case numbering, feature tails, throttles)."""
         if "watermark" in meta:
-            self.watermark = int(meta["watermark"])
+            # A watermark moved far ahead by an older engine (no max_future then) is pulled back.
+            latest = self.clock() + parse_duration(self.spec.event.max_future)
+            self.watermark = min(int(meta["watermark"]), latest)
         self.next_case_seq = int(meta.get("next_case_seq", "1"))
         self.pending.set_rolled(layout.marks_from_meta(meta))
         for key, rows in tails.items():
@@ -415,3 +518,20 @@ def _registry(spec: PipelineSpec, base_dir: Path) -> ListRegistry:
     inline = {n: lst.values for n, lst in spec.lists.items() if lst.values is not None}
     files = {n: lst.file for n, lst in spec.lists.items() if lst.file is not None}
     return ListRegistry(inline, files, base_dir=base_dir)
+
+
+def _split(batch: RawBatch, at: int) -> list[RawBatch]:
+    """``batch`` cut in two at ``at`` (the first part without a resume position)."""
+    cut = batch.truncated or {}
+    parts = []
+    for lo, hi in ((0, at), (at, len(batch.lines))):
+        parts.append(
+            RawBatch(
+                lines=batch.lines[lo:hi],
+                positions=batch.positions[lo:hi],
+                resume=batch.resume if hi == len(batch.lines) else {},
+                received_ms=batch.received_ms[lo:hi] if batch.received_ms else None,
+                truncated={i - lo: n for i, n in cut.items() if lo <= i < hi} or None,
+            )
+        )
+    return parts

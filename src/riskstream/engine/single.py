@@ -34,7 +34,19 @@ import numpy.typing as npt
 import polars as pl
 
 from riskstream.engine import features as feat
-from riskstream.engine.decode import EID, POS, RAW, SEQ, TIME, Decoder, Quarantined
+from riskstream.engine import guard
+from riskstream.engine.decode import (
+    EID,
+    MIN_TIME_MS,
+    POS,
+    PREFIX_BYTES,
+    RAW,
+    SEQ,
+    TIME,
+    Decoder,
+    Quarantined,
+    one_line,
+)
 from riskstream.engine.metrics import CATEGORY, CompiledMetric
 from riskstream.engine.tiers import KEY
 from riskstream.rules.pyeval import compile_py
@@ -102,6 +114,8 @@ class FastDecoder:
         d = self.decoder
         if len(line) > d.max_bytes or b"\n" in line or b"\r" in line:
             return None
+        if line.count(b"{") + line.count(b"[") > d.max_depth:
+            return None  # maybe too deep: the decoder's business (before any recursive parse)
         if not unique_keys and (b"\\" in line or any(line.count(q) > 1 for q in self._quoted)):
             return None
         try:
@@ -110,6 +124,8 @@ class FastDecoder:
             return None
         if type(obj) is not dict:
             return None
+        if not unique_keys and guard.check_one(line, d.max_depth, obj) is not None:
+            return None  # a repeated key: quarantined by the decoder
         raw_t: Any = obj.get(self.time_field)
         tt = type(raw_t)
         if tt is int:
@@ -124,6 +140,8 @@ class FastDecoder:
             return None  # ISO text, missing, null or odd: the decoder's business
         if watermark is not None and t < watermark - d.max_lateness_ms:
             return None  # quarantined as too late, by the decoder
+        if t > d.clock() + d.max_future_ms or t < MIN_TIME_MS:
+            return None  # quarantined as too early (or before year 1), by the decoder
         out: dict[str, Any] = {self.time_field: _text(raw_t)}
         for name, kind in self.fields:
             v = obj.get(name)
@@ -525,7 +543,14 @@ class SingleScorer:
     def _slow(self, line: bytes, position: str) -> EventScore | Quarantined:
         """The batch path on the one-line batch: exact for whatever the fast decoder refused."""
         p = self.pipeline
-        frame, quarantined, fired = p._evaluate_batch(RawBatch(lines=[line], positions=[position]))
+        try:
+            frame, quarantined, fired = p._evaluate_batch(
+                RawBatch(lines=[line], positions=[position])
+            )
+        except (MemoryError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # any failure on one event: refused, never a crash
+            return Quarantined("unprocessable", one_line(exc), position, line[:PREFIX_BYTES])
         if quarantined or not frame.height:
             if quarantined:
                 first: Quarantined = quarantined[0]

@@ -161,6 +161,9 @@ class EmbeddedRunner:
                 self.archive.add(outcome.frame)
             self._api_cases.extend(outcome.cases)
             self.stats.events += outcome.events
+            for q in outcome.quarantined:
+                self.stats.quarantined[q.code] += 1
+            self._quarantined.extend(outcome.quarantined)
             self.stats.cases += len(outcome.cases)
             for c in outcome.cases:
                 self.stats.cases_by_rule[c.rule] += 1

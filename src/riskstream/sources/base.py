@@ -22,6 +22,9 @@ class RawBatch:
     resume: dict[str, int] = field(default_factory=dict)
     #: Kafka message timestamps or receive times (ms), parallel to ``lines``, when known.
     received_ms: list[int] | None = None
+    #: index -> full length of a line the source cut short (longer than ``event.max_bytes``:
+    #: only a prefix is kept, the event is quarantined as oversized).
+    truncated: dict[int, int] | None = None
 
 
 class Source(Protocol):

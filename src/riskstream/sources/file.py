@@ -14,15 +14,31 @@ from riskstream.errors import SourceError
 from riskstream.sources.base import RawBatch
 
 _BLOCK = 4 << 20
+#: Bytes kept of a line longer than the limit (the event is quarantined as oversized).
+PREFIX_BYTES = 4096
 
 
 class _LineReader:
-    """Splits a byte stream into lines, tracking the offset of each line's first byte."""
+    """Splits a byte stream into lines, tracking the offset of each line's first byte.
+
+    A line longer than ``max_line`` bytes is not buffered: its first ``PREFIX_BYTES`` are
+    kept, the rest is counted and dropped until its newline, and the batch marks it
+    ``truncated`` with its full length (the decoder quarantines it as oversized).
+    """
 
     def __init__(
-        self, stream: BinaryIO, label: str, part: str, offset: int, until_end: bool
+        self,
+        stream: BinaryIO,
+        label: str,
+        part: str,
+        offset: int,
+        until_end: bool,
+        max_line: int = 1_000_000,
     ) -> None:
         self.stream = stream
+        self.max_line = max_line
+        #: inside an oversized line: its kept prefix and its length so far
+        self._long: tuple[bytes, int] | None = None
         self.label = label
         self.part = part
         self.offset = offset  # offset of the first byte of ``self.buf``
@@ -36,6 +52,7 @@ class _LineReader:
         deadline = time.monotonic() + timeout_s
         lines: list[bytes] = []
         starts: list[int] = []
+        cut: dict[int, int] = {}
         while len(lines) < max_events:
             nl = self.buf.rfind(b"\n")
             if nl >= 0:
@@ -51,11 +68,36 @@ class _LineReader:
                 lines.extend(p[:-1] if p.endswith(b"\r") else p for p in take)
                 self.offset += len(chunk)
                 continue
+            if self._long is None and len(self.buf) > self.max_line:
+                self._long, self.buf = (self.buf[:PREFIX_BYTES], len(self.buf)), b""
+                continue
             data = self._read(_BLOCK)
+            if data and self._long is not None:
+                prefix, size = self._long
+                nl = data.find(b"\n")
+                end = len(data) if nl < 0 else nl
+                if len(prefix) < PREFIX_BYTES:  # the line's first bytes, as many as for others
+                    prefix += data[: min(end, PREFIX_BYTES - len(prefix))]
+                if nl < 0:
+                    self._long = (prefix, size + len(data))
+                    continue
+                starts.append(self.offset)
+                cut[len(lines)] = size + nl
+                lines.append(prefix)
+                self.offset += size + nl + 1
+                self._long, self.buf = None, data[nl + 1 :]
+                continue
             if data:
                 self.buf += data
                 continue
             # End of the data available now.
+            if self._long is not None and (self.until_end or self.eof):
+                prefix, size = self._long
+                starts.append(self.offset)
+                cut[len(lines)] = size
+                lines.append(prefix)
+                self.offset += size
+                self._long = None
             if self.until_end or self.eof:
                 if self.buf:
                     starts.append(self.offset)
@@ -72,13 +114,16 @@ class _LineReader:
             lines=lines,
             positions=[f"{self.label}@{s}" for s in starts],
             resume={self.part: self.offset},
+            truncated=cut or None,
         )
 
 
 class FileSource:
     """Reads JSON lines from a file (``.gz`` too); follows it for new lines unless ``until_end``."""
 
-    def __init__(self, path: str | Path, *, until_end: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, until_end: bool = True, max_line_bytes: int = 1_000_000
+    ) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path.resolve()}"
         self.until_end = until_end
@@ -88,7 +133,9 @@ class FileSource:
             raise SourceError(f"cannot open {str(self.path)!r}: {exc.strerror}") from None
         self._gzip = self.path.suffix == ".gz"
         self._stream: BinaryIO = gzip.GzipFile(fileobj=raw) if self._gzip else raw  # type: ignore[assignment]
-        self._reader = _LineReader(self._stream, self.path.name, "file", 0, until_end)
+        self._reader = _LineReader(
+            self._stream, self.path.name, "file", 0, until_end, max_line_bytes
+        )
 
     def seek(self, positions: Mapping[str, int]) -> None:
         """Continue at the stored byte offset (for gzip, the offset in the decompressed stream)."""
@@ -101,6 +148,7 @@ class FileSource:
             raise SourceError(f"cannot seek {str(self.path)!r} to {offset}: {exc}") from None
         self._reader.offset = offset
         self._reader.buf = b""
+        self._reader._long = None
 
     def read_batch(self, max_events: int, timeout_s: float) -> RawBatch | None:
         """Up to ``max_events`` lines."""
@@ -121,8 +169,10 @@ class StdinSource:
 
     name = "stdin:"
 
-    def __init__(self, stream: BinaryIO | None = None) -> None:
-        self._reader = _LineReader(stream or sys.stdin.buffer, "stdin", "stdin", 0, until_end=True)
+    def __init__(self, stream: BinaryIO | None = None, *, max_line_bytes: int = 1_000_000) -> None:
+        self._reader = _LineReader(
+            stream or sys.stdin.buffer, "stdin", "stdin", 0, True, max_line_bytes
+        )
 
     def seek(self, positions: Mapping[str, int]) -> None:
         """Standard input cannot be replayed; positions are ignored."""

@@ -52,11 +52,11 @@ def build_source(
 
         if not src.path:
             raise UsageError("source.path is needed for a file source")
-        return FileSource(src.path, until_end=until_end)
+        return FileSource(src.path, until_end=until_end, max_line_bytes=spec.event.max_bytes)
     if src.kind == "stdin":
         from riskstream.sources.file import StdinSource
 
-        return StdinSource()
+        return StdinSource(max_line_bytes=spec.event.max_bytes)
     if src.kind == "generator":
         from riskstream.sources.generator import GeneratorSource
 

@@ -68,11 +68,15 @@ class EventSpec(_Model):
     time: str = "event_time"
     id: str | None = "event_id"
     max_lateness: str = "7d"
-    max_bytes: int = 1_000_000
+    #: later than the wall clock + this: quarantined ``too_early`` (never moves the watermark)
+    max_future: str = "5m"
+    max_bytes: int = Field(default=1_000_000, ge=64, le=1 << 30)
+    #: objects/arrays nested deeper: quarantined ``too_deep`` (orjson writes at most 255 levels)
+    max_depth: int = Field(default=64, ge=1, le=200)
     fields: dict[str, FieldType] | None = None
     sensitive: list[str] = Field(default_factory=list)
 
-    _check_lateness = field_validator("max_lateness")(lambda cls, v: _duration(v))
+    _check_lateness = field_validator("max_lateness", "max_future")(lambda cls, v: _duration(v))
 
 
 class MetricSpec(_Model):

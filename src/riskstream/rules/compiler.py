@@ -23,7 +23,7 @@ from riskstream.rules.ast import (
     Node,
     Unary,
 )
-from riskstream.rules.functions import Builder, Typed, coerce, describe
+from riskstream.rules.functions import NAN, Builder, Typed, coerce, describe
 from riskstream.rules.lists import ListValues
 from riskstream.rules.parser import ExpressionError, parse
 from riskstream.spec.durations import format_duration, parse_duration
@@ -173,7 +173,7 @@ class _Checker:
         if cast_to is pl.Float64:
             return Typed(
                 kind,
-                lambda _l: pl.col(name).cast(pl.Float64, strict=False).fill_nan(None),
+                lambda _l: pl.col(name).cast(pl.Float64, strict=False).replace(NAN, None),
                 node.col,
             )
         return Typed(kind, lambda _lists: pl.col(name).cast(cast_to, strict=False), node.col)
@@ -208,7 +208,9 @@ class _Checker:
         self.features[ref] = None
         column = ref.name
         return Typed(
-            "num", lambda _l: pl.col(column).cast(pl.Float64, strict=False).fill_nan(None), node.col
+            "num",
+            lambda _l: pl.col(column).cast(pl.Float64, strict=False).replace(NAN, None),
+            node.col,
         )
 
     def _unary(self, node: Unary) -> Typed:

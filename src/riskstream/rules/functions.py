@@ -15,6 +15,10 @@ from riskstream.rules.ast import Call, ListLiteral
 from riskstream.rules.lists import ListValues, normalize_keywords, normalize_text
 from riskstream.rules.parser import ExpressionError
 
+#: NaN read as null. ``replace`` uses its input once; ``fill_nan`` (a when/then/otherwise on
+#: three copies of it) made nested arithmetic compile to exponentially large expressions.
+NAN = float("nan")
+
 #: Builds the polars expression of a node, given the current list values.
 Builder = Callable[[ListValues], pl.Expr]
 
@@ -59,7 +63,7 @@ def coerce(t: Typed, target: str) -> Builder:
         return t.build
     dtype, inner = _DTYPES[target], t.build
     if target == "num":  # NaN reads as null, as in declared float fields
-        return lambda lists: inner(lists).cast(dtype, strict=False).fill_nan(None)
+        return lambda lists: inner(lists).cast(dtype, strict=False).replace(NAN, None)
     return lambda lists: inner(lists).cast(dtype, strict=False)
 
 
@@ -105,8 +109,8 @@ def arithmetic(col: int, op: str, left: Typed, right: Typed) -> Typed:
         elif op == "*":
             out = a * b
         else:
-            out = pl.when(b == 0).then(pl.lit(None, dtype=pl.Float64)).otherwise(a / b)
-        return out.fill_nan(None)
+            out = a / b.replace(0.0, None)  # -0.0 too; each operand used once
+        return out.replace(NAN, None)
 
     return Typed("num", build, col)
 

@@ -117,13 +117,75 @@ def _parser() -> Lark:
     return Lark(_GRAMMAR, parser="lalr", lexer="contextual", maybe_placeholders=False)
 
 
+#: Complexity bound of one expression (documented in the README): characters, nesting depth
+#: of the syntax tree, and its number of nodes. Compiled size is linear in the node count.
+MAX_CHARS = 2_000
+MAX_DEPTH = 40
+MAX_NODES = 400
+_MAX_NUMBER_CHARS = 40
+
+
 def parse(text: str) -> Node:
-    """Parse ``text`` into a syntax tree; raises :class:`ExpressionError` on a syntax error."""
+    """Parse ``text`` into a syntax tree; raises :class:`ExpressionError` on a syntax error.
+
+    Expressions over the complexity bound (:data:`MAX_CHARS`, :data:`MAX_DEPTH`,
+    :data:`MAX_NODES`) are refused with one line, before any recursive step can blow up.
+    """
+    if len(text) > MAX_CHARS:
+        raise ExpressionError(
+            MAX_CHARS + 1, f"expression longer than {MAX_CHARS} characters ({len(text)})"
+        )
+    _check_brackets(text)
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
-    return _build(tree)
+    try:
+        node = _build(tree)
+    except RecursionError:
+        raise ExpressionError(1, f"expression nested more than {MAX_DEPTH} levels deep") from None
+    _check_size(node)
+    return node
+
+
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+
+
+def _check_brackets(text: str) -> None:
+    """ExpressionError when parentheses/brackets (outside string literals) nest too deep."""
+    depth = 0
+    for col, ch in enumerate(_QUOTED.sub(lambda m: "_" * len(m.group()), text), start=1):
+        if ch in "([":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ExpressionError(col, f"expression nested more than {MAX_DEPTH} levels deep")
+        elif ch in ")]":
+            depth -= 1
+
+
+def _check_size(root: Node) -> None:
+    """ExpressionError when the tree is deeper than MAX_DEPTH or larger than MAX_NODES."""
+    count = 0
+    stack: list[tuple[Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise ExpressionError(node.col, f"expression nested more than {MAX_DEPTH} levels deep")
+        if count > MAX_NODES:
+            raise ExpressionError(
+                node.col, f"expression too complex: more than {MAX_NODES} terms and operators"
+            )
+        kids: tuple[Node, ...] = ()
+        if isinstance(node, Binary | Membership):
+            kids = (node.left, node.right)
+        elif isinstance(node, Unary):
+            kids = (node.operand,)
+        elif isinstance(node, Call):
+            kids = node.args
+        elif isinstance(node, ListLiteral):
+            kids = node.items
+        stack.extend((k, depth + 1) for k in kids)
 
 
 def _expected_words(expected: set[str] | frozenset[str]) -> str:
@@ -206,9 +268,14 @@ def _unquote(raw: str) -> str:
     return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), raw[1:-1])
 
 
-def _number(raw: str) -> int | float:
-    """``12`` -> int, ``1.5`` / ``1e3`` -> float."""
-    return int(raw) if raw.isdigit() else float(raw)
+def _number(raw: str, col: int = 1) -> int | float:
+    """``12`` -> int, ``1.5`` / ``1e3`` -> float; absurdly long numbers are refused."""
+    if len(raw) > _MAX_NUMBER_CHARS:
+        raise ExpressionError(col, f"number longer than {_MAX_NUMBER_CHARS} characters")
+    value = int(raw) if raw.isdigit() else float(raw)
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
 
 
 def _item(tree: Tree[Token]) -> Literal:
@@ -218,8 +285,8 @@ def _item(tree: Tree[Token]) -> Literal:
     if first.type == "STRING":
         return Literal(_col(first), _unquote(first.value))
     if first.type == "MINUS":
-        return Literal(_col(first), -_number(tokens[1].value))
-    return Literal(_col(first), _number(first.value))
+        return Literal(_col(first), -_number(tokens[1].value, _col(first)))
+    return Literal(_col(first), _number(first.value, _col(first)))
 
 
 def _build(item: Tree[Token] | Token) -> Node:
@@ -229,18 +296,18 @@ def _build(item: Tree[Token] | Token) -> Node:
     kind = item.data
     kids = item.children
     if kind in ("or_expr", "and_expr", "sum", "product"):
-        node = _build(kids[0])  # type: ignore[arg-type]
+        node = _build(kids[0])
         for i in range(1, len(kids), 2):
             op = kids[i]
             assert isinstance(op, Token)
-            node = Binary(_col(op), op.value.lower(), node, _build(kids[i + 1]))  # type: ignore[arg-type]
+            node = Binary(_col(op), op.value.lower(), node, _build(kids[i + 1]))
         return node
     tokens = [k for k in kids if isinstance(k, Token)]
     subtrees = [k for k in kids if isinstance(k, Tree)]
     if kind == "atom":  # parenthesised expression
         return _build(subtrees[0])
     if kind == "number":
-        return Literal(_col(item), _number(tokens[0].value))
+        return Literal(_col(item), _number(tokens[0].value, _col(item)))
     if kind == "string":
         return Literal(_col(item), _unquote(tokens[0].value))
     if kind in ("true", "false"):
@@ -259,13 +326,13 @@ def _build(item: Tree[Token] | Token) -> Node:
     if kind == "list_lit":
         return ListLiteral(_col(item), tuple(_item(t) for t in subtrees))
     if kind == "not_op":
-        return Unary(_col(tokens[0]), "not", _build(kids[1]))  # type: ignore[arg-type]
+        return Unary(_col(tokens[0]), "not", _build(kids[1]))
     if kind == "neg":
-        return Unary(_col(tokens[0]), "-", _build(kids[1]))  # type: ignore[arg-type]
+        return Unary(_col(tokens[0]), "-", _build(kids[1]))
     if kind == "compare":
-        return Binary(_col(tokens[0]), tokens[0].value, _build(kids[0]), _build(kids[2]))  # type: ignore[arg-type]
+        return Binary(_col(tokens[0]), tokens[0].value, _build(kids[0]), _build(kids[2]))
     if kind == "in_op":
-        return Membership(_col(tokens[0]), False, _build(kids[0]), _build(kids[2]))  # type: ignore[arg-type]
+        return Membership(_col(tokens[0]), False, _build(kids[0]), _build(kids[2]))
     if kind == "not_in_op":
-        return Membership(_col(tokens[0]), True, _build(kids[0]), _build(kids[3]))  # type: ignore[arg-type]
+        return Membership(_col(tokens[0]), True, _build(kids[0]), _build(kids[3]))
     raise AssertionError(f"unknown parse node {kind}")  # pragma: no cover

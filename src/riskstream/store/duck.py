@@ -76,14 +76,21 @@ class Store:
         handles opened at the same moment).
         """
         with _process_lock(self.path):
-            if self.keep_open:
-                if self._kept is None:
-                    with self._open(close=False) as con:
-                        self._kept = con
-                yield self._kept
-                return
-            with self._open() as con:
-                yield con
+            try:
+                if self.keep_open:
+                    if self._kept is None:
+                        with self._open(close=False) as con:
+                            self._kept = con
+                    yield self._kept
+                    return
+                with self._open() as con:
+                    yield con
+            except duckdb.Error as exc:
+                # A store that opens but cannot be read (a truncated or damaged file): one
+                # line naming the file, never an internal error.
+                raise StoreError(
+                    f"cannot read store {str(self.path)!r}: {_first_line(exc)}"
+                ) from None
 
     shared = False
 

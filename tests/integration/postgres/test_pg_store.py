@@ -78,7 +78,7 @@ def _store(pg: PostgresCluster, schema: str, **kw: object) -> PgStore:
     return PgStore(pg.dsn, schema, pipeline="s", **kw)  # type: ignore[arg-type]
 
 
-def test_checkpoints_merge_exactly_into_one_row_per_bucket(
+def test_appended_checkpoints_fold_into_one_row_per_bucket_exactly(
     pg_cluster: PostgresCluster, pg_schema: str
 ) -> None:
     rnd = random.Random(1)
@@ -89,20 +89,29 @@ def test_checkpoints_merge_exactly_into_one_row_per_bucket(
     ]
     for i in range(0, 600, 100):
         store.write_checkpoint(_checkpoint(rows[i : i + 100]))
-    dup = store.select(
+    dup_sql = (
         "SELECT count(*) FROM (SELECT 1 FROM buckets GROUP BY metric, tier, key, start "
         "HAVING count(*) > 1) d"
-    )[0][0]
-    assert dup == 0
-    for k in "ab":
-        _assert_stats(query_range(SPEC, store, "m", k, T0, T0 + 3_600_001), _brute(rows, k))
+    )
+    before = store.select("SELECT count(*) FROM buckets")[0][0]
+    assert store.select(dup_sql)[0][0] > 0  # appended: coarse buckets have a row per checkpoint
+    answers = [query_range(SPEC, store, "m", k, T0, T0 + 3_600_001) for k in "ab"]
+    assert not store.fold_when_grown(at_least=10**9)
+    assert store.fold_when_grown(at_least=0)
+    assert store.select(dup_sql)[0][0] == 0
+    assert store.select("SELECT count(*) FROM buckets")[0][0] < before
+    assert not store.fold_when_grown(at_least=0)  # not doubled since
+    for k, old in zip("ab", answers, strict=True):
+        want = _brute(rows, k)
+        _assert_stats(old, want)
+        _assert_stats(query_range(SPEC, store, "m", k, T0, T0 + 3_600_001), want)
     assert store.meta()["watermark"] == str(max(t for _, t, _ in rows))
 
 
 def test_concurrent_writers_never_lose_an_update(
     pg_cluster: PostgresCluster, pg_schema: str
 ) -> None:
-    """Four writers add to the same buckets at once: each stat equals brute force."""
+    """Four writers add to the same buckets at once while folds run: stats equal brute force."""
     rnd = random.Random(2)
     rows = [
         (rnd.choice("abc"), T0 + rnd.randint(0, 120_000), rnd.randint(0, 900) / 8)
@@ -122,11 +131,24 @@ def test_concurrent_writers_never_lose_an_update(
         finally:
             store.close()
 
+    def folder() -> None:
+        store = _store(pg_cluster, pg_schema, engine="folder")
+        try:
+            while any(t.is_alive() for t in threads):
+                store.fold()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
+    folding = threading.Thread(target=folder)
+    folding.start()  # folds run while the writers append
     for t in threads:
         t.join()
+    folding.join()
     assert not errors
     store = _store(pg_cluster, pg_schema)
     for k in "abc":

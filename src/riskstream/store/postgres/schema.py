@@ -2,14 +2,15 @@
 
 Same meaning as the DuckDB store's tables, shaped for many concurrent writers:
 
-* ``buckets`` holds one merged row per (metric, key, tier, bucket start): checkpoints
-  upsert with each stat's merge (``INSERT … ON CONFLICT DO UPDATE``), so two engines
-  adding to the same bucket never read-modify-write. Every tier is written eagerly (no
-  lazy roll-up: roll marks kept by one engine would race another engine's late writes).
-  Its primary key is the stitched-query index (metric, key, tier, start), its only index
-  (a second one on (metric, tier, start) made checkpoints ~1.5x slower; the scans it would
-  serve, restoring feature tails and retention drops, are rare). Pages keep 20% free, so an
-  upsert of an existing bucket is a heap-only update (no index entry).
+* ``buckets`` holds partial aggregates per (metric, key, tier, bucket start): a
+  checkpoint appends its partials (binary COPY, no read-modify-write, no row locks, so
+  engines never wait for or deadlock with each other), readers merge the rows of a
+  bucket, and :meth:`PgStore.fold` merges them into one row per bucket once the table has
+  doubled (measured: appending is 2.5-5x cheaper for PostgreSQL than ``INSERT … ON
+  CONFLICT DO UPDATE``, whose updates cost twice an insert). Every tier is written
+  eagerly (no lazy roll-up: roll marks kept by one engine would race another engine's
+  late writes). The index (metric, key, tier, start) serves stitched queries; it is the
+  table's only index.
 * ``sketches`` is append-only (a distinct sketch's merge is a set union / HLL union that
   SQL cannot do in an upsert); readers merge the rows of a bucket.
 * ``positions`` are per (pipeline, source, partition); ``cases`` carry the writing
@@ -31,8 +32,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         """CREATE TABLE IF NOT EXISTS buckets (
             metric text NOT NULL, tier text NOT NULL, key text NOT NULL, start bigint NOT NULL,
             count bigint NOT NULL, sum double precision, min double precision,
-            max double precision, m2 double precision,
-            PRIMARY KEY (metric, key, tier, start)) WITH (fillfactor = 80)""",
+            max double precision, m2 double precision)""",
+        "CREATE INDEX IF NOT EXISTS buckets_key ON buckets (metric, key, tier, start)",
         """CREATE TABLE IF NOT EXISTS sketches (
             metric text NOT NULL, tier text NOT NULL, key text NOT NULL, start bigint NOT NULL,
             vals text[], hll bytea)""",

@@ -261,11 +261,47 @@ class PgStore:
         return {}
 
     def fold_when_grown(self, factor: float = 2.0, at_least: int = 100_000) -> bool:
-        """Buckets merge on write; sketch rows are merged by readers. Nothing to fold."""
-        return False
+        """:meth:`fold` once ``buckets`` holds ``factor`` times the rows of the last fold.
+
+        Readers are correct without folding (they merge a bucket's rows), so it runs at
+        geometrically spaced sizes: linear work in total. The size is the planner's
+        estimate (``pg_class.reltuples``), not a scan.
+        """
+
+        def size(con: psycopg.Connection[Any]) -> tuple[int, int]:
+            row = con.execute(
+                "SELECT (SELECT greatest(reltuples, 0)::bigint FROM pg_class "
+                "WHERE oid = 'buckets'::regclass), "
+                "(SELECT v FROM meta WHERE k = 'folded_rows')"
+            ).fetchone()
+            assert row is not None
+            return int(row[0] or 0), int(row[1] or 0)
+
+        total, last = self._retry("fold", size)
+        if total < max(at_least, factor * last):
+            return False
+        self.fold()
+        return True
 
     def fold(self) -> None:
-        """Nothing to fold (see :meth:`fold_when_grown`)."""
+        """Merge the rows of each bucket into one (checkpoints append one row per bucket each).
+
+        One transaction; engines go on appending meanwhile (their new rows are not touched).
+        Two engines folding at once take turns (an advisory lock).
+        """
+
+        def run(con: psycopg.Connection[Any]) -> None:
+            with con.transaction():
+                con.execute("SELECT pg_advisory_xact_lock(hashtext(%s || '.fold'))", [self.schema])
+                con.execute(_FOLD)
+                con.execute("ANALYZE buckets")
+                con.execute(
+                    "INSERT INTO meta SELECT 'folded_rows', greatest(reltuples, 0)::bigint::text "
+                    "FROM pg_class WHERE oid = 'buckets'::regclass "
+                    "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+                )
+
+        self._retry("fold", run)
 
     def compact_before(
         self,
@@ -297,6 +333,25 @@ class PgStore:
             return dropped
 
         return self._retry("compaction", drop)  # type: ignore[no-any-return]
+
+
+#: Partials merge exactly (Chan et al.): m2 = sum(m2_i + n_i (mean_i - mean)^2).
+_FOLD = """
+WITH dup AS (
+    SELECT metric, key, tier, start FROM buckets GROUP BY metric, key, tier, start
+    HAVING count(*) > 1),
+moved AS (
+    DELETE FROM buckets b USING dup d
+    WHERE b.metric = d.metric AND b.key = d.key AND b.tier = d.tier AND b.start = d.start
+    RETURNING b.*),
+w AS (
+    SELECT m.*, sum(m.sum) OVER g AS gsum, sum(m.count) OVER g AS gcount FROM moved m
+    WINDOW g AS (PARTITION BY metric, key, tier, start))
+INSERT INTO buckets (metric, tier, key, start, count, sum, min, max, m2)
+SELECT metric, tier, key, start, sum(count), sum(sum), min(min), max(max),
+       sum(m2 + count * (sum / NULLIF(count, 0) - gsum / NULLIF(gcount, 0)) ^ 2)
+FROM w GROUP BY metric, key, tier, start
+"""
 
 
 def _case(seq: int, body: str) -> Case:

@@ -1,9 +1,9 @@
-"""The checkpoint transaction on PostgreSQL: binary COPY into temporary tables, then merges.
+"""The checkpoint transaction on PostgreSQL: binary COPY, appends and merges.
 
-Buckets and distributions are merged with ``INSERT … ON CONFLICT DO UPDATE`` (each stat's
-merge: counts and sums add, min/max take the least/greatest, m2 combines by Chan et al.),
-in key order so two writers upserting overlapping buckets lock rows in the same order.
-Sketch rows and distinct-feature values are appended. Positions move forward only, and
+Bucket partials, sketch rows and distinct-feature values are appended (binary COPY;
+readers merge, ``PgStore.fold`` folds). Distributions (few rows) are merged with
+``INSERT … ON CONFLICT DO UPDATE`` (counts add), in key order so two writers lock rows in
+the same order. Positions move forward only, and
 only from where this engine last knew them (a fence against a stale writer). The
 checkpoint's token makes a retry after a lost COMMIT a no-op.
 """
@@ -25,22 +25,6 @@ if TYPE_CHECKING:
 
 _BUCKET_COLS = ["metric", "tier", "key", "start", "count", "sum", "min", "max", "m2"]
 _BUCKET_TYPES = ["text", "text", "text", "int8", "int8", "float8", "float8", "float8", "float8"]
-
-_MERGE_BUCKETS = """
-INSERT INTO buckets AS t (metric, tier, key, start, count, sum, min, max, m2)
-SELECT metric, tier, key, start, count, sum, min, max, m2 FROM _b
-ORDER BY metric, key, tier, start
-ON CONFLICT (metric, key, tier, start) DO UPDATE SET
-    count = t.count + EXCLUDED.count,
-    sum = CASE WHEN t.sum IS NULL THEN EXCLUDED.sum WHEN EXCLUDED.sum IS NULL THEN t.sum
-               ELSE t.sum + EXCLUDED.sum END,
-    min = LEAST(t.min, EXCLUDED.min),
-    max = GREATEST(t.max, EXCLUDED.max),
-    m2 = CASE WHEN t.m2 IS NULL THEN EXCLUDED.m2 WHEN EXCLUDED.m2 IS NULL THEN t.m2
-              ELSE t.m2 + EXCLUDED.m2 + COALESCE(
-                  (EXCLUDED.sum / NULLIF(EXCLUDED.count, 0) - t.sum / NULLIF(t.count, 0)) ^ 2
-                  * t.count * EXCLUDED.count / NULLIF(t.count + EXCLUDED.count, 0), 0) END
-"""
 
 _MERGE_DISTRIBUTIONS = """
 INSERT INTO distributions AS t (metric, tier, key, start, category, count)
@@ -101,7 +85,6 @@ def checkpoint(
 def _buckets(con: psycopg.Connection[Any], cp: Checkpoint) -> None:
     parts = _tagged(cp.partials, ["key", "start", "count", "sum", "min", "max", "m2"])
     if parts is not None:
-        _temp(con, "_b", "buckets")
         frame = parts.select(_BUCKET_COLS).cast(
             {
                 "start": pl.Int64,
@@ -112,8 +95,7 @@ def _buckets(con: psycopg.Connection[Any], cp: Checkpoint) -> None:
                 "m2": pl.Float64,
             }
         )
-        _copy(con, "_b", frame, _BUCKET_TYPES)
-        con.execute(_MERGE_BUCKETS)
+        _copy(con, "buckets", frame, _BUCKET_TYPES)
     sketches = _tagged(cp.sketches, ["key", "start", "vals", "hll"])
     if sketches is not None:
         frame = sketches.cast({"start": pl.Int64})

@@ -162,6 +162,7 @@ def test_two_engines_one_killed_twice_stay_exact(
         kills.append(_consumed(pg_cluster.dsn, schema))
         b = start_engine(specs["b"], tmp_path / "b")
         feeder.join()
+    _wait_members(bootstrap, group, 180)  # the restarted B is up (SIGTERM is then clean)
     _wait_consumed(pg_cluster.dsn, schema, N_EVENTS, 300, a, b)
     assert stop_engine(b) == 0, (tmp_path / "b.log").read_text()[-3000:]
     assert stop_engine(a) == 0, (tmp_path / "a.log").read_text()[-3000:]

@@ -131,17 +131,16 @@ def suspects(lines: Sequence[bytes], max_depth: int) -> list[int]:
     bad |= per_line((body == ord("{")) | (body == ord("["))) > max_depth
     quotes = np.flatnonzero(body == ord('"'))
     per = np.diff(np.searchsorted(quotes, bounds))
-    bad |= (per & 1) == 1
+    bad |= (per & 1) == 1  # odd quotes: not JSON, or an escape (lines with one are suspects)
     line_of = np.repeat(np.arange(n), per)
-    rank = np.arange(len(quotes)) - np.repeat(np.cumsum(per) - per, per)
-    clean = ~bad[line_of]
-    quotes, line_of, rank = quotes[clean], line_of[clean], rank[clean]
-    opening = (rank & 1) == 0
-    o, c, key_line = quotes[opening] + 1, quotes[~opening], line_of[opening]
-    after = a[c + 1]
-    bad[key_line[(after == 32) | (after == 9) | (after == 13)]] = True
-    is_key = after == ord(":")
-    o, c, key_line = o[is_key], c[is_key], key_line[is_key]
+    # Within a line quotes pair up: an even-ranked quote opens a string, the next closes it.
+    opening = ((np.arange(len(quotes)) ^ np.repeat(np.cumsum(per) - per, per)) & 1) == 0
+    closing = np.append(quotes[1:], 0)
+    after = a[closing + 1]
+    spaced = opening & ((after == 32) | (after == 9) | (after == 13))
+    bad[line_of[spaced]] = True  # a key followed by blanks: checked exactly
+    k = np.flatnonzero(opening & (after == ord(":")))
+    o, c, key_line = quotes[k] + 1, closing[k], line_of[k]
     length = c - o
     head = words[o] & _LOW[np.minimum(length, 8)]
     tail = np.where(length > 8, words[c - 8], np.uint64(0))

@@ -1,4 +1,4 @@
-"""The ``riskstream`` command line: demo, run, query, generate, validate, serve."""
+"""The ``riskstream`` command line: demo, run, query, generate, validate, serve, backtest, label."""
 
 from __future__ import annotations
 
@@ -217,6 +217,62 @@ def demo(
     from riskstream.runners.demo import run_demo
 
     run_demo(events=events, seed=seed, data_dir=data_dir, serve=serve, port=port, console=out)
+
+
+@app.command()
+def backtest(
+    config: SpecOpt,
+    rule: Annotated[
+        str | None,
+        typer.Option("--rule", help="A rule of the spec (with --when: its new version)."),
+    ] = None,
+    when: Annotated[str | None, typer.Option("--when", help="A rule condition to test.")] = None,
+    from_time: Annotated[
+        str | None, typer.Option("--from", help="First event time: epoch ms or ISO-8601.")
+    ] = None,
+    to_time: Annotated[
+        str | None, typer.Option("--to", help="End of the range (exclusive).")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Events from a bounded source instead of the archive."),
+    ] = None,
+    data_dir: DataDirOpt = Path("riskstream-data"),
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the result as JSON.")
+    ] = None,
+) -> None:
+    """Backtest a rule over archived events (or a source): hits, precision, recall, per day."""
+    from riskstream.lab.commands import run_backtest, summary_lines, write_json
+    from riskstream.query.range import parse_time
+
+    result = run_backtest(
+        config,
+        rule=rule,
+        when=when,
+        from_ms=parse_time(from_time) if from_time is not None else None,
+        to_ms=parse_time(to_time) if to_time is not None else None,
+        source=source,
+        data_dir=data_dir,
+    )
+    for line in summary_lines(result):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if json_path is not None:
+        write_json(result, json_path)
+
+
+@app.command()
+def label(
+    config: SpecOpt,
+    file: Annotated[Path, typer.Option("--file", help="CSV of event_id,label (1 fraud, 0 legit).")],
+    data_dir: DataDirOpt = Path("riskstream-data"),
+) -> None:
+    """Import late labels (e.g. chargebacks); unknown ids and malformed rows are counted, not fatal."""
+    from riskstream.lab.labels import import_labels
+    from riskstream.spec.load import load_spec
+
+    report = import_labels(load_spec(config), data_dir, file)
+    out.print(report.line(), markup=False, highlight=False, soft_wrap=True)
 
 
 def _die(message: str, code: int = 2) -> NoReturn:

@@ -47,6 +47,7 @@ from riskstream.store.duck import Store
 __all__ = [
     "archive_events",
     "compile_rule",
+    "lookahead_ms",
     "replay",
     "replay_archive",
     "source_events",
@@ -89,6 +90,21 @@ def warmup_ms(
     return longest + TIER_MS["second"] if longest else 0
 
 
+def lookahead_ms(
+    spec: PipelineSpec, features: Sequence[str] = (), rules: Mapping[str, str] = {}
+) -> int:
+    """How far past a range's end the replay must read: an event just after ``to`` shares
+    its bucket (and so its features) with events just before it when ingested earlier."""
+    widest = 0
+    exprs = [_feature(spec, f) for f in features] + [
+        compile_rule(spec, n, w) for n, w in rules.items()
+    ]
+    for c in exprs:
+        for ref in c.features:
+            widest = max(widest, TIER_MS[feature_tier(spec, ref.window_ms)])
+    return widest
+
+
 def replay(
     spec: PipelineSpec,
     events: Iterable[RawBatch],
@@ -99,8 +115,12 @@ def replay(
     from_ms: int | None = None,
     to_ms: int | None = None,
     base_dir: Path | None = None,
+    with_raw: bool = False,
 ) -> pl.DataFrame:
-    """Run the engine over ``events`` (raw batches in ingestion order); see the module docstring."""
+    """Run the engine over ``events`` (raw batches in ingestion order); see the module docstring.
+
+    ``with_raw`` adds a ``raw`` column (the event's bytes) at the end.
+    """
     rules = dict(rules or {})
     feats = [(text, _feature(spec, text).features[0].name) for text in features]
     compiled = {name: compile_rule(spec, name, when) for name, when in rules.items()}
@@ -143,10 +163,13 @@ def replay(
                     c.expr(pipeline.lists).fill_null(False).alias(name)
                     for name, c in compiled.items()
                 ],
+                *([pl.col(RAW).alias("raw")] if with_raw else []),
             )
         )
     schema = {"event_id": pl.String, "event_time": pl.Int64, "label": pl.Int8}
     schema |= {text: pl.Float64 for text, _ in feats} | {name: pl.Boolean for name in compiled}
+    if with_raw:
+        schema["raw"] = pl.Binary
     out = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
     if labels is not None and labels.height and out.height:
         stored = labels.select(
@@ -190,9 +213,11 @@ def archive_events(
     to_ms: int | None = None,
     *,
     warmup: int = 0,
+    lookahead: int = 0,
     batch_size: int = 50_000,
 ) -> Iterator[RawBatch]:
-    """Archived events of ``[from_ms - warmup, to_ms)`` in ingestion order, as raw batches.
+    """Archived events of ``[from_ms - warmup, to_ms + lookahead)`` in ingestion order, as
+    raw batches (:func:`replay` keeps only ``[from_ms, to_ms)`` in its answer).
 
     Raises :class:`ArchiveRangeError` (naming the archived range) when the spec has no
     archive or nothing is archived in ``[from_ms, to_ms)``.
@@ -200,7 +225,7 @@ def archive_events(
     archive = for_spec(spec, data_dir)
     if archive is None:
         raise ArchiveRangeError("the spec has no archive (add 'archive: {retention: 30d}')")
-    committed = _committed_seq(data_dir)
+    committed = committed_seq(data_dir)
     in_range = archive.scan(committed, from_ms, to_ms).select(pl.len()).collect().item()
     if not in_range:
         lo = "the beginning" if from_ms is None else format_ms(from_ms)
@@ -209,14 +234,15 @@ def archive_events(
             f"no archived events from {lo} to {hi}: {archive.describe(committed)}"
         )
     start = None if from_ms is None else from_ms - warmup
-    for frame in archive.batches(committed, start, to_ms, batch_size):
+    end = None if to_ms is None else to_ms + lookahead
+    for frame in archive.batches(committed, start, end, batch_size):
         yield RawBatch(
             lines=frame["raw"].to_list(),
             positions=frame.select(pl.format("archive#{}", pl.col("n")).alias("p"))["p"].to_list(),
         )
 
 
-def _committed_seq(data_dir: str | Path) -> int | None:
+def committed_seq(data_dir: str | Path) -> int | None:
     """The archive sequence the store committed (None: no store, trust every file)."""
     try:
         meta = Store(data_dir, read_only=True).meta()

@@ -264,8 +264,8 @@ def engine_floor(
     calls, ``scorer=True``), under the runner's lock."""
     import orjson
 
+    from riskstream.core.events import RawBatch
     from riskstream.engine.single import scorer_for
-    from riskstream.sources.base import RawBatch
 
     rng = random.Random(3)
     times = []

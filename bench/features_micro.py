@@ -34,14 +34,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from riskstream.core import keys as corekeys
+from riskstream.core.keys import HASH, KEY
+from riskstream.core.stats import CATEGORY
 from riskstream.engine import distinct_features as dfeat
 from riskstream.engine import features as feat
-from riskstream.engine.features import HASH
-from riskstream.engine.metrics import CATEGORY
+from riskstream.engine import pipeline as pipeline_mod
 from riskstream.engine.pipeline import Pipeline
-from riskstream.engine.tiers import KEY
-from riskstream.sources.generator import GeneratorSource
 from riskstream.spec.load import load_spec
+from riskstream.synthetic.generator import GeneratorSource
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = "src/riskstream/engine/features.py"
@@ -67,9 +68,9 @@ def record(
 
     originals = {
         (feat, "compute"): feat.compute,
-        (feat, "gather_keys"): feat.gather_keys,
+        (pipeline_mod, "gather_keys"): pipeline_mod.gather_keys,
         (feat, "state_rows"): feat.state_rows,
-        (feat, "keyed"): feat.keyed,
+        (pipeline_mod, "keyed"): pipeline_mod.keyed,
         (dfeat, "compute_distinct"): dfeat.compute_distinct,
     }
     for (module, name), fn in originals.items():
@@ -111,15 +112,20 @@ def load_baseline(rev: str, where: Path) -> tuple[ModuleType, ModuleType]:
     return modules[0], modules[1]
 
 
+def _keys_of(features: ModuleType) -> ModuleType:
+    """Where ``gather_keys``/``keyed`` live: in features.py before the core split, else core.keys."""
+    return features if hasattr(features, "gather_keys") else corekeys
+
+
 def functions(features: ModuleType, distinct: ModuleType) -> dict[str, Callable[..., Any]]:
     return {
         "compute": features.compute,
         "compute_distinct": distinct.compute_distinct,
-        "gather_keys": lambda frames, keys, schema: features.gather_keys(
+        "gather_keys": lambda frames, keys, schema: _keys_of(features).gather_keys(
             list(frames), keys, schema
         ),
         "state_rows": features.state_rows,
-        "keyed": features.keyed,
+        "keyed": _keys_of(features).keyed,
     }
 
 
@@ -167,7 +173,8 @@ def whole_runs(
     spec = load_spec(spec_path)
     current = (feat, dfeat)
     names = {
-        feat: ("compute", "gather_keys", "state_rows", "keyed"),
+        feat: ("compute", "state_rows"),
+        pipeline_mod: ("gather_keys", "keyed"),
         dfeat: ("compute_distinct", "value_rows"),
     }
     saved = {(m, n): getattr(m, n) for m, ns in names.items() for n in ns}
@@ -200,7 +207,13 @@ def whole_runs(
                     setattr(
                         m,
                         n,
-                        getattr(fmod if m is feat else dmod, n) if variant != "current" else fn,
+                        (
+                            getattr(dmod if m is dfeat else _keys_of(fmod), n)
+                            if m is not feat
+                            else getattr(fmod, n)
+                        )
+                        if variant != "current"
+                        else fn,
                     )
                 spent.clear()
                 pipe = Pipeline(spec)

@@ -162,10 +162,10 @@ def bench_engines(work: Path, events: Path, n: int, dsn: str) -> dict[str, Any]:
 def bench_query(dsn: str, queries: int) -> dict[str, Any]:
     import polars as pl
 
-    from riskstream.engine.tiers import partials
+    from riskstream.core.checkpoint import Checkpoint
+    from riskstream.core.stats import partials
     from riskstream.query.range import query_range
     from riskstream.spec.load import parse_spec
-    from riskstream.store.checkpoint import Checkpoint
     from riskstream.store.postgres import PgStore
 
     schema = f"query_{time.time_ns() % 10**6}"

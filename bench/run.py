@@ -211,7 +211,7 @@ def data_file(data: Path, events: int) -> Path:
         tmp = path.with_suffix(".tmp")
         # A child process: the engine's generator from the tree being measured.
         code = (
-            "import sys\nfrom riskstream.sources.generator import write_jsonl\n"
+            "import sys\nfrom riskstream.synthetic.generator import write_jsonl\n"
             "write_jsonl(sys.argv[1], int(sys.argv[2]), 7)\n"
         )
         run_measured([PY, "-c", code, str(tmp), str(events)], env_for(None))

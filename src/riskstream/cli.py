@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import orjson
 import typer
 from rich.console import Console
 
 from riskstream.errors import RiskstreamError
+
+if TYPE_CHECKING:  # the commands import what they need when they run (a fast --help)
+    from riskstream.runners.embedded import EmbeddedRunner
+    from riskstream.runners.session import Serve, Served
+    from riskstream.spec.model import PipelineSpec
 
 app = typer.Typer(
     add_completion=False,
@@ -82,7 +88,7 @@ def generate(
     ] = 200.0,
 ) -> None:
     """Write the synthetic payment stream (with labelled fraud patterns) as JSON lines."""
-    from riskstream.sources.generator import write_jsonl
+    from riskstream.synthetic.generator import write_jsonl
 
     n = write_jsonl(out_path, events, seed, rate_per_s=rate)
     out.print(f"wrote {n:,} events to {out_path}", highlight=False)
@@ -131,8 +137,7 @@ def run(
         from_time=from_time,
         to_time=to_time,
         quiet=quiet,
-        serve=serve,
-        port=port,
+        serve=_server(port) if serve else None,
         console=err,
         store_dsn=store_dsn,
     )
@@ -164,8 +169,7 @@ def serve(
         source_uri=source,
         data_dir=data_dir,
         until_end=until_end,
-        serve=True,
-        port=port,
+        serve=_server(port),
         console=err,
         store_dsn=store_dsn,
     )
@@ -186,7 +190,8 @@ def query(
     store_dsn: StoreDsnOpt = None,
 ) -> None:
     """Print one JSON object: the metric's stats over [from, to), stitched across tiers."""
-    from riskstream.query.range import parse_time, query_range
+    from riskstream.core.events import parse_time
+    from riskstream.query.range import query_range
     from riskstream.spec.load import load_spec
     from riskstream.store.factory import open_store
 
@@ -216,7 +221,28 @@ def demo(
     """Generate a payment stream with labelled fraud, run the example pipelines, show what they caught."""
     from riskstream.runners.demo import run_demo
 
-    run_demo(events=events, seed=seed, data_dir=data_dir, serve=serve, port=port, console=out)
+    run_demo(
+        events=events,
+        seed=seed,
+        data_dir=data_dir,
+        serve=_server(port) if serve else None,
+        console=out,
+    )
+
+
+def _server(port: int) -> Serve:
+    """Starts the HTTP API on ``port`` for a run (the runners never import the API)."""
+    from riskstream.api.server import start_background
+
+    def start(
+        spec: PipelineSpec,
+        data_dir: Path,
+        runner: EmbeddedRunner | None,
+        log: Callable[[str], None],
+    ) -> Served:
+        return start_background(spec, data_dir, runner, port=port, log=log)
+
+    return start
 
 
 @app.command()

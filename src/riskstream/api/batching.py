@@ -26,11 +26,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from riskstream.core.case import Case
+from riskstream.core.events import RawBatch
+from riskstream.core.tiers import parse_duration
 from riskstream.engine.decode import Quarantined
 from riskstream.engine.single import scorer_for
-from riskstream.sinks.case import Case
-from riskstream.sources.base import RawBatch
-from riskstream.spec.durations import parse_duration
 
 #: The strongest action wins.
 ACTION_RANK: dict[str, int] = {"allow": 0, "tag": 1, "review": 2, "block": 3}

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from riskstream.api.auth import Principal, masked, require
 from riskstream.api.context import ApiContext
 from riskstream.api.models import CaseDetail, CasePage, DecisionIn, ErrorBody
+from riskstream.core.events import iso, parse_time
 from riskstream.errors import UsageError
-from riskstream.query.range import iso, parse_time
 
 router = APIRouter(tags=["cases"])
 

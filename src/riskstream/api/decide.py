@@ -17,8 +17,8 @@ from riskstream.api.auth import Principal, masked, require
 from riskstream.api.batching import DecideWorker, Item, Quarantine
 from riskstream.api.context import ApiContext, runner_state
 from riskstream.api.models import DecideOut, ErrorBody
+from riskstream.core.case import Case
 from riskstream.engine import guard
-from riskstream.sinks.case import Case
 
 router = APIRouter(tags=["decide"])
 

@@ -10,11 +10,16 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from riskstream.api.auth import Principal, masked_categories, masked_key, require, require_dimension
 from riskstream.api.context import ApiContext
 from riskstream.api.models import ErrorBody, SeriesOut
-from riskstream.engine.metrics import NUMERIC_VALUE_STATS
+from riskstream.core.events import iso, parse_time
+from riskstream.core.stats import NUMERIC_VALUE_STATS
+from riskstream.core.tiers import (
+    TIER_MS,
+    format_duration,
+    grid_offset,
+    parse_duration,
+)
 from riskstream.errors import StoreError, UsageError
-from riskstream.query.range import Pending, iso, parse_time, query_range
-from riskstream.query.stitch import available_from
-from riskstream.spec.durations import TIER_MS, WEEK_OFFSET_MS, format_duration, parse_duration
+from riskstream.query.range import Pending, query_range
 from riskstream.spec.model import PipelineSpec
 
 router = APIRouter(tags=["metrics"])
@@ -173,7 +178,7 @@ def metric_series(
     if hi <= lo:
         raise HTTPException(400, f"empty range: to ({hi}) must be after from ({lo})")
     step_ms = _step(step, lo, hi, spec)
-    offset = WEEK_OFFSET_MS if step_ms % _WEEK == 0 else 0
+    offset = grid_offset(step_ms)
     grid_from = offset + (lo - offset) // step_ms * step_ms
     grid_to = offset - (-(hi - offset) // step_ms) * step_ms
     n = (grid_to - grid_from) // step_ms
@@ -230,7 +235,7 @@ def _available(ctx: ApiContext) -> dict[str, int]:
         return ctx.runner.pipeline.available_from()
     meta = ctx.store.meta()
     wm = int(meta["watermark"]) if "watermark" in meta else None
-    return available_from(wm, ctx.spec.tiers, {t: ctx.spec.retention_ms(t) for t in ctx.spec.tiers})
+    return ctx.spec.available_from(wm)
 
 
 def _pending_tier(

@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 import polars as pl
 
+from riskstream.core.events import RawBatch, iso_time_expr
 from riskstream.engine import guard
-from riskstream.sources.base import RawBatch
 
 #: Polars dtypes per declared field type; ``str``/``any`` accept any JSON value as text.
 _DTYPES: dict[str, pl.DataType] = {
@@ -29,16 +29,6 @@ _DTYPES: dict[str, pl.DataType] = {
     "any": pl.String(),
 }
 
-_ISO_FORMATS = (
-    "%Y-%m-%dT%H:%M:%S%.fZ",
-    "%Y-%m-%dT%H:%M:%SZ",
-    "%Y-%m-%dT%H:%M:%S%.f%:z",
-    "%Y-%m-%dT%H:%M:%S%:z",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%d %H:%M:%S",
-)
 
 TIME = "_t"
 SEQ = "_seq"
@@ -227,12 +217,7 @@ class Decoder:
             # Epoch milliseconds throughout (the common case): no ISO parsing at all.
             frame = frame.with_columns(numbers.floor().cast(pl.Int64, strict=False).alias(TIME))
             return self._ids_and_checks(frame, watermark)
-        as_iso = pl.coalesce(
-            [
-                raw_t.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="ms")
-                for fmt in _ISO_FORMATS
-            ]
-        ).dt.epoch("ms")
+        as_iso = iso_time_expr(raw_t)
         frame = frame.with_columns(
             pl.when(as_number.is_not_null() & as_number.is_finite())
             .then(as_number.floor().cast(pl.Int64, strict=False))

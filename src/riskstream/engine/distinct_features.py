@@ -21,10 +21,11 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from riskstream.core.keys import KEY, key_codes, keyed_rows
+from riskstream.core.stats import CATEGORY
+from riskstream.core.tiers import start_expr
 from riskstream.engine.decode import SEQ, TIME
-from riskstream.engine.features import Request, key_codes, keyed_rows, locate
-from riskstream.engine.metrics import CATEGORY
-from riskstream.engine.tiers import KEY, start_expr
+from riskstream.engine.features import Request, locate
 
 VALUE_STATE_SCHEMA: dict[str, pl.DataType] = {
     KEY: pl.String(),

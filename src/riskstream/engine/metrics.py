@@ -7,18 +7,15 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from riskstream.engine import sketch
+from riskstream.core import layout, sketch
+from riskstream.core.keys import CODE, KEY, key_expr
+from riskstream.core.stats import CATEGORY, NUMERIC_VALUE_STATS, START, VALUE, partial_aggs
+from riskstream.core.tiers import bucket_start, start_expr
 from riskstream.engine.decode import SEQ, TIME
-from riskstream.engine.tiers import KEY, START, VALUE, start_expr
 from riskstream.rules import CompiledExpr, ListValues
-from riskstream.spec.durations import bucket_start
 from riskstream.spec.model import MetricSpec
-from riskstream.store import layout
 
-NUMERIC_VALUE_STATS = frozenset({"sum", "avg", "min", "max", "var", "stddev"})
-CATEGORY = "c"
-#: Per-checkpoint dense key code carried by pending frames (see ``Pending._aggregate``).
-CODE = "_code"
+__all__ = ["CATEGORY", "CODE", "NUMERIC_VALUE_STATS", "CompiledMetric", "Pending"]
 
 
 @dataclass
@@ -36,8 +33,7 @@ class CompiledMetric:
 
     def key_expr(self) -> pl.Expr:
         """Key: the dimension value, or the values joined by ``|`` for several fields."""
-        dims = [pl.col(d).cast(pl.String) for d in self.spec.dimension]
-        return dims[0] if len(dims) == 1 else pl.concat_str(dims, separator="|")
+        return key_expr(self.spec.dimension)
 
     def contributions(self, frame: pl.DataFrame, lists: ListValues) -> pl.DataFrame:
         """Rows of ``frame`` that count for this metric: ``key``, ``_t``, ``_seq``, ``v``, ``c``."""
@@ -72,7 +68,7 @@ class Pending:
     """
 
     contributions: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
-    #: Roll marks of the store (``store.layout``): a coarse tier gets only the contributions
+    #: Roll marks of the store (``core.layout``): a coarse tier gets only the contributions
     #: before its mark (late deltas); the rest reaches it by roll-up from the finer tiers.
     #: Empty: every tier gets every contribution.
     rolled: dict[str, int] = field(default_factory=dict)
@@ -153,20 +149,12 @@ class Pending:
                     source = source.filter(start_expr(pl.col(TIME), tier) < mark)
                 # Grouped by the integer code (faster than by the key text); the key rides along.
                 start = start_expr(pl.col(TIME), tier).alias(START)
-                v = pl.col(VALUE)
                 jobs.append(
                     (
                         "p",
                         slot,
                         source.group_by(CODE, start)
-                        .agg(
-                            pl.col(KEY).first(),
-                            pl.len().cast(pl.Int64).alias("count"),
-                            v.sum().alias("sum"),
-                            v.min().alias("min"),
-                            v.max().alias("max"),
-                            (v.var(ddof=0) * pl.len()).fill_null(0.0).alias("m2"),
-                        )
+                        .agg(pl.col(KEY).first(), *partial_aggs(pl.col(VALUE)))
                         .select(KEY, START, "count", "sum", "min", "max", "m2", CODE),
                     )
                 )

@@ -15,6 +15,12 @@ from typing import Any
 import orjson
 import polars as pl
 
+from riskstream.core import layout
+from riskstream.core.case import Case, case_id_for
+from riskstream.core.checkpoint import Checkpoint
+from riskstream.core.events import RawBatch
+from riskstream.core.keys import KEY, gather_keys, keyed
+from riskstream.core.tiers import TIER_MS, parse_duration
 from riskstream.engine import distinct_features as dfeat
 from riskstream.engine import features as feat
 from riskstream.engine.decode import (
@@ -29,15 +35,9 @@ from riskstream.engine.decode import (
     wall_clock_ms,
 )
 from riskstream.engine.metrics import CompiledMetric, Pending
-from riskstream.engine.tiers import KEY
 from riskstream.rules import CompiledExpr, ListRegistry
-from riskstream.sinks.case import Case, case_id_for
-from riskstream.sources.base import RawBatch
 from riskstream.spec.check import compile_rules, compile_wheres, feature_tier
-from riskstream.spec.durations import TIER_MS, parse_duration
 from riskstream.spec.model import PipelineSpec
-from riskstream.store import layout
-from riskstream.store.checkpoint import Checkpoint
 
 _RECENT_CASE_IDS = 1_000_000
 
@@ -323,13 +323,13 @@ class Pipeline:
             avail = self.available_from()[tier]
             if group.numeric:
                 # Only the rows of this batch's keys, found by binary search in key-sorted frames.
-                state = feat.gather_keys(group.tail, queries[KEY], feat.STATE_SCHEMA)
+                state = gather_keys(group.tail, queries[KEY], feat.STATE_SCHEMA)
                 # Only buckets the store retains count, so a restarted engine sees the same state.
                 state = state.filter(pl.col("b") >= avail)
                 out = feat.compute(queries, contribs[metric], state, tier, group.numeric)
                 cols.extend(out.get_columns())
             if group.distinct:
-                vstate = feat.gather_keys(group.values, queries[KEY], dfeat.VALUE_STATE_SCHEMA)
+                vstate = gather_keys(group.values, queries[KEY], dfeat.VALUE_STATE_SCHEMA)
                 vstate = vstate.filter(pl.col("b") >= avail)
                 out = dfeat.compute_distinct(
                     queries, contribs[metric], vstate, tier, group.distinct
@@ -344,17 +344,17 @@ class Pipeline:
             if group.numeric:
                 rows = feat.state_rows(contribs[metric], tier)
                 if rows.height:
-                    group.tail.append(feat.keyed(rows))
+                    group.tail.append(keyed(rows))
                 if cutoff is not None and len(group.tail) > 16:
-                    group.tail = [feat.keyed(pl.concat(group.tail).filter(pl.col("b") >= cutoff))]
+                    group.tail = [keyed(pl.concat(group.tail).filter(pl.col("b") >= cutoff))]
             if group.distinct:
                 vals = dfeat.value_rows(contribs[metric], tier)
                 if vals.height:
-                    group.values.append(feat.keyed(vals))
+                    group.values.append(keyed(vals))
                     group.new_values.append(vals)
                 if cutoff is not None and len(group.values) > 16:
                     group.values = [
-                        feat.keyed(pl.concat(group.values).filter(pl.col("b") >= cutoff).unique())
+                        keyed(pl.concat(group.values).filter(pl.col("b") >= cutoff).unique())
                     ]
 
     def _fired(self, frame: pl.DataFrame) -> list[tuple[_RuleRuntime, list[_Hit]]]:
@@ -499,10 +499,7 @@ class Pipeline:
 
     def available_from(self) -> dict[str, int]:
         """First retained bucket start per tier at the current watermark."""
-        from riskstream.query.stitch import available_from
-
-        retention = {t: self.spec.retention_ms(t) for t in self.spec.tiers}
-        return available_from(self.watermark, self.spec.tiers, retention)
+        return self.spec.available_from(self.watermark)
 
     def value_horizons(self) -> dict[tuple[str, str], int]:
         """(metric, tier) -> oldest bucket start distinct features still need."""

@@ -33,6 +33,12 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from riskstream.core import keys as corekeys
+from riskstream.core import stats
+from riskstream.core.events import RawBatch
+from riskstream.core.keys import KEY, key_of
+from riskstream.core.stats import CATEGORY
+from riskstream.core.tiers import TIER_MS, bucket_start
 from riskstream.engine import features as feat
 from riskstream.engine import guard
 from riskstream.engine.decode import (
@@ -47,12 +53,9 @@ from riskstream.engine.decode import (
     Quarantined,
     one_line,
 )
-from riskstream.engine.metrics import CATEGORY, CompiledMetric
-from riskstream.engine.tiers import KEY
+from riskstream.engine.metrics import CompiledMetric
 from riskstream.rules.pyeval import compile_py
-from riskstream.sources.base import RawBatch
 from riskstream.spec.check import rule_context
-from riskstream.spec.durations import TIER_MS, WEEK_OFFSET_MS
 
 _SAFE = 2**53
 _I64 = 2**63
@@ -188,10 +191,10 @@ class _Sorted:
     """One state frame sorted by key hash, with the NumPy columns the lookups read."""
 
     def __init__(self, frame: pl.DataFrame, distinct: bool) -> None:
-        if feat.HASH not in frame.columns or not frame[feat.HASH].flags["SORTED_ASC"]:
-            frame = feat.keyed(frame)
+        if corekeys.HASH not in frame.columns or not frame[corekeys.HASH].flags["SORTED_ASC"]:
+            frame = corekeys.keyed(frame)
         self.frame = frame
-        self.h = frame[feat.HASH].to_numpy()
+        self.h = frame[corekeys.HASH].to_numpy()
         self.b: _I64A = frame["b"].to_numpy().astype(np.int64, copy=False)
         self.key = frame[KEY]
         if distinct:
@@ -237,10 +240,7 @@ class _FrameCache:
 
 
 def _bucket(t: int, tier: str) -> int:
-    width = TIER_MS[tier]
-    if tier == "week":
-        return ((t - WEEK_OFFSET_MS) // width) * width + WEEK_OFFSET_MS
-    return (t // width) * width
+    return bucket_start(t, tier)
 
 
 @dataclass
@@ -314,23 +314,21 @@ def _numeric(
 def _stat(
     stat: str, cnt: int, sums: list[float], sqs: list[float], mins: list[float], maxs: list[float]
 ) -> Any:
+    """The feature value from one event's window rows (the stat's scalar form in core.stats)."""
     if stat == "count":
         return cnt
     tot = math.fsum(sums)
-    if stat == "sum":
-        return tot
-    if stat == "avg":
-        return tot / cnt if cnt > 0 else None
-    if stat in ("var", "stddev"):
-        if cnt <= 0:
-            return None
-        var = max(math.fsum(sqs) / cnt - (tot / cnt) ** 2, 0.0)
-        return math.sqrt(var) if stat == "stddev" else var
-    if stat in ("min", "max"):
-        vals = mins if stat == "min" else maxs
-        x = (min(vals) if stat == "min" else max(vals)) if vals else math.nan
-        return x if math.isfinite(x) else None
-    raise ValueError(f"unsupported feature stat {stat!r}")
+    lo = min(mins) if mins else math.nan
+    hi = max(maxs) if maxs else math.nan
+    p = stats.Partial(
+        cnt,
+        tot,
+        lo if math.isfinite(lo) else None,
+        hi if math.isfinite(hi) else None,
+        stats.m2_of_sums(cnt, tot, math.fsum(sqs)),
+    )
+    out = stats.value(stat, p)
+    return None if stat in ("min", "max") and out is None else out
 
 
 def _distinct(
@@ -382,11 +380,7 @@ class _MetricPy:
 
     def read(self, row: dict[str, Any]) -> tuple[str | None, bool, float | None, str | None]:
         """Key, whether the event counts, numeric value, category (as ``contributions``)."""
-        parts = [row[d] for d in self.dims]
-        if any(p is None for p in parts):
-            key = None
-        else:
-            key = "|".join(p if type(p) is str else str(p) for p in parts)
+        key = key_of([row[d] for d in self.dims])
         v: float | None = None
         c: str | None = None
         if self.value is not None:
@@ -589,7 +583,7 @@ class SingleScorer:
         return out
 
     def _hash(self, keys: list[str | None]) -> npt.NDArray[np.uint64]:
-        """Polars' hash of each key (as ``feat.keyed`` makes ``_h``), remembered per key text."""
+        """Polars' hash of each key (as ``core.keys.keyed`` makes ``_h``), remembered per key text."""
         known = self._hashes
         missing = [k for k in keys if k is not None and k not in known]
         if missing:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import polars as pl
 
+from riskstream.core.tiers import parse_duration
 from riskstream.errors import UsageError
-from riskstream.spec.durations import parse_duration
 from riskstream.spec.model import PipelineSpec
 
 #: Store meta keys written in the checkpoint transaction.

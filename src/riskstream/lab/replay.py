@@ -31,15 +31,15 @@ from pathlib import Path
 
 import polars as pl
 
+from riskstream.core.events import RawBatch
+from riskstream.core.tiers import TIER_MS
 from riskstream.engine.decode import EID, RAW, TIME
 from riskstream.engine.metrics import Pending
 from riskstream.engine.pipeline import Pipeline
 from riskstream.errors import SpecError
 from riskstream.lab.archive import META_SEQ, ArchiveRangeError, for_spec, format_ms
 from riskstream.rules import CompiledExpr, ExpressionError, compile_expression
-from riskstream.sources.base import RawBatch
 from riskstream.spec.check import feature_tier, rule_context
-from riskstream.spec.durations import TIER_MS
 from riskstream.spec.model import PipelineSpec, RuleSpec
 from riskstream.store import lab as labstore
 from riskstream.store.duck import Store

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
-from riskstream.engine import sketch
-from riskstream.engine.tiers import merge_rows
+from riskstream.core import layout, sketch
+from riskstream.core.events import iso, parse_time
+from riskstream.core.stats import merged, summary
 from riskstream.errors import UsageError
-from riskstream.query.stitch import Plan, available_from, plan_range
+from riskstream.query.stitch import Plan, plan_range
 from riskstream.spec.model import PipelineSpec
-from riskstream.store import layout
-from riskstream.store.factory import AnyStore as Store
+from riskstream.store.protocol import BucketReader
+
+__all__ = ["Pending", "iso", "parse_time", "query_range"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Pending:
     partials: dict[tuple[str, str], pl.DataFrame]
     sketches: dict[tuple[str, str], pl.DataFrame]
     distributions: dict[tuple[str, str], pl.DataFrame]
-    #: The roll marks the frames were aggregated under (``store.layout``; empty: none).
+    #: The roll marks the frames were aggregated under (``core.layout``; empty: none).
     rolled: Mapping[str, int] = field(default_factory=dict)
 
     def rows(
@@ -52,32 +52,9 @@ class Pending:
         return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
 
 
-def iso(ms: int) -> str:
-    """Epoch ms as ISO-8601 UTC with milliseconds."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_time(text: str | int) -> int:
-    """Epoch milliseconds or ISO-8601 (``Z`` or an offset; no zone means UTC) -> epoch ms."""
-    if isinstance(text, int):
-        return text
-    s = str(text).strip()
-    if s.lstrip("-").isdigit():
-        return int(s)
-    try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"bad time {s!r}: use epoch milliseconds or ISO-8601 like 2026-01-05T10:00:00Z"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
 def query_range(
     spec: PipelineSpec,
-    store: Store,
+    store: BucketReader,
     metric: str,
     key: str,
     frm: int,
@@ -91,17 +68,14 @@ def query_range(
     if to <= frm:
         raise UsageError(f"empty range: --to ({to}) must be after --from ({frm})")
     m = spec.metrics[metric]
-    retention = {t: spec.retention_ms(t) for t in spec.tiers}
     plans: list[Plan] = []
 
-    def plan_for(meta: dict[str, str]) -> list[tuple[str, int, int]]:
+    def plan_for(meta: Mapping[str, str]) -> list[tuple[str, int, int]]:
         watermark = int(meta["watermark"]) if "watermark" in meta else None
-        plans.append(
-            plan_range(frm, to, spec.tiers, available_from(watermark, spec.tiers, retention))
-        )
+        plans.append(plan_range(frm, to, spec.tiers, spec.available_from(watermark)))
         return _segs(plans[0])
 
-    # Meta, plan and rows come from one connection: one consistent snapshot of the store.
+    # Meta, plan and rows come from one consistent snapshot of the store.
     found = store.key_rows(spec.tiers, metric, key, plan_for, m.stats)
     plan = plans[0]
     stats: dict[str, Any] = {}
@@ -153,27 +127,4 @@ def _segs(plan: Plan) -> list[tuple[str, int, int]]:
 
 
 def _numeric_stats(frames: list[pl.DataFrame], wanted: Sequence[str]) -> dict[str, Any]:
-    if frames:
-        rows = pl.concat(frames, how="vertical_relaxed").with_columns(pl.lit(0).alias("_g"))
-        merged = merge_rows(rows, ["_g"]).row(0, named=True)
-    else:
-        merged = {"count": 0, "sum": 0.0, "min": None, "max": None, "m2": 0.0}
-    n = int(merged["count"] or 0)
-    total = float(merged["sum"] or 0.0)
-    var = (float(merged["m2"]) / n) if n else None
-    if var is not None:
-        var = max(var, 0.0)
-    values: dict[str, Any] = {
-        "count": n,
-        "sum": total,
-        "avg": total / n if n else None,
-        "min": merged["min"] if n else None,
-        "max": merged["max"] if n else None,
-        "var": var,
-        "stddev": math.sqrt(var) if var is not None else None,
-    }
-    out = {"count": n}
-    for stat in wanted:
-        if stat in values:
-            out[stat] = values[stat]
-    return out
+    return summary(merged(frames), wanted)

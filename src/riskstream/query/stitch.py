@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from riskstream.spec.durations import TIER_MS, TIER_ORDER, bucket_start
+from riskstream.core.tiers import TIER_ORDER, available_from, bucket_start, ceil_to
+
+__all__ = ["Plan", "Segment", "available_from", "plan_range"]
 
 
 @dataclass(frozen=True)
@@ -35,37 +36,6 @@ class Plan:
     def exact_for(self, frm: int, to: int) -> bool:
         """True when the effective range is the requested one."""
         return (self.effective_from, self.effective_to) == (frm, to)
-
-
-def ceil_to(t: int, tier: str) -> int:
-    """Smallest bucket boundary of ``tier`` at or after ``t``."""
-    s = bucket_start(t, tier)
-    return s if s == t else s + TIER_MS[tier]
-
-
-def available_from(
-    watermark: int | None, tiers: Sequence[str], retention_ms: Mapping[Any, int]
-) -> dict[str, int]:
-    """First retained instant per tier, such that any edge can always be covered.
-
-    Two invariants make the greedy cover always succeed: a tier's first instant is a
-    bucket boundary of the next coarser tier, and it is never earlier than that
-    coarser tier's (a finer tier cannot start before the tier that has to carry the
-    range up to it). A retention shorter than the next coarser bucket therefore
-    buys no finer resolution in the past, only beyond that boundary.
-    """
-    ladder = sorted(tiers, key=TIER_ORDER.index)
-    if watermark is None:
-        return {t: -(2**62) for t in ladder}
-    out: dict[str, int] = {}
-    for i in range(len(ladder) - 1, -1, -1):  # coarsest first
-        tier = ladder[i]
-        start = bucket_start(watermark - retention_ms[tier], tier)
-        if i + 1 < len(ladder):
-            coarser = ladder[i + 1]
-            start = max(ceil_to(start, coarser), out[coarser])
-        out[tier] = start
-    return {t: out[t] for t in ladder}
 
 
 def plan_range(frm: int, to: int, tiers: Sequence[str], avail: Mapping[str, int]) -> Plan:

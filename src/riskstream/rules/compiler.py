@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from riskstream.core.tiers import format_duration, parse_duration
 from riskstream.rules import functions as fn
 from riskstream.rules.ast import (
     Binary,
@@ -26,7 +27,6 @@ from riskstream.rules.ast import (
 from riskstream.rules.functions import NAN, Builder, Typed, coerce, describe
 from riskstream.rules.lists import ListValues
 from riskstream.rules.parser import ExpressionError, parse
-from riskstream.spec.durations import format_duration, parse_duration
 
 #: Feature stats the language knows, in the order error messages list them.
 STATS: tuple[str, ...] = ("count", "sum", "avg", "min", "max", "var", "stddev", "distinct")

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from riskstream.core.tiers import format_duration, parse_duration
 from riskstream.rules.ast import (
     Binary,
     Call,
@@ -29,7 +30,6 @@ from riskstream.rules.ast import (
 )
 from riskstream.rules.lists import ListValues
 from riskstream.rules.parser import parse
-from riskstream.spec.durations import format_duration, parse_duration
 
 #: Evaluates a node on one row (field and feature name -> value); None is null.
 PyFn = Callable[[Mapping[str, Any]], Any]

@@ -14,10 +14,11 @@ from rich.table import Table
 from riskstream.errors import UsageError
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.runners.progress import Progress, summary_table
+from riskstream.runners.session import Serve
 from riskstream.sinks.base import Sink
 from riskstream.sinks.file import FileSink
-from riskstream.sources.generator import GeneratorSource, generate_frames
 from riskstream.spec.load import load_spec
+from riskstream.synthetic.generator import GeneratorSource, generate_frames
 
 EXAMPLES = ("card-velocity.yaml", "risky-products.yaml")
 #: Events per second of event time: slow enough that minute-long fraud episodes complete.
@@ -36,9 +37,10 @@ def find_examples() -> Path:
 
 
 def run_demo(
-    *, events: int, seed: int, data_dir: Path | None, serve: bool, port: int, console: Console
+    *, events: int, seed: int, data_dir: Path | None, serve: Serve | None, console: Console
 ) -> None:
-    """Run both example pipelines over the same generated stream and report detection quality."""
+    """Run both example pipelines over the same generated stream and report detection quality;
+    then, with ``serve``, serve the API over the first one's store."""
     examples = find_examples()
     root = data_dir or Path(tempfile.mkdtemp(prefix="riskstream-demo-"))
     console.rule("[bold]riskstream demo")
@@ -84,13 +86,9 @@ def run_demo(
         f"\nQuery any metric over any range, e.g.:\n  riskstream query -c {examples / EXAMPLES[0]} card <card_id> --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z --data-dir {root / 'card-velocity' / 'data'}",
         highlight=False,
     )
-    if serve and last_runner is not None:
-        from riskstream.api.server import start_background
-
+    if serve is not None and last_runner is not None:
         spec = load_spec(examples / EXAMPLES[0])
-        server = start_background(
-            spec, root / "card-velocity" / "data", None, port=port, log=console.print
-        )
+        server = serve(spec, root / "card-velocity" / "data", None, console.print)
         console.print(f"Serving the API and web UI at {server.url} (Ctrl-C to stop)")
         server.wait()
     elif data_dir is None:

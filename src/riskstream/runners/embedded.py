@@ -19,6 +19,10 @@ from typing import Any
 
 import polars as pl
 
+from riskstream.core.case import Case
+from riskstream.core.checkpoint import Checkpoint
+from riskstream.core.events import RawBatch
+from riskstream.core.tiers import parse_duration
 from riskstream.engine.pipeline import Pipeline
 from riskstream.errors import SpecError
 from riskstream.lab.archive import for_spec as archive_for_spec
@@ -27,12 +31,9 @@ from riskstream.runners.lock import DataDirLock
 from riskstream.runners.quarantine import QuarantineFile
 from riskstream.runners.writer import CheckpointWriter
 from riskstream.sinks.base import Sink
-from riskstream.sinks.case import Case
-from riskstream.sources.base import RawBatch, Source
-from riskstream.spec.durations import parse_duration
+from riskstream.sources.base import Source
 from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
-from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.factory import AnyStore as Store
 from riskstream.store.factory import open_store
 
@@ -410,7 +411,7 @@ class EmbeddedRunner:
                 dead_letter(quarantined)
 
     def _write_marks(self, store: Store) -> None:
-        from riskstream.store.checkpoint import Checkpoint
+        from riskstream.core.checkpoint import Checkpoint
 
         store.write_checkpoint(
             Checkpoint(
@@ -421,10 +422,7 @@ class EmbeddedRunner:
     def _compact(self, store: Store) -> None:
         wm = self.pipeline.watermark
         if wm is not None:
-            from riskstream.query.stitch import available_from
-
-            retention = {t: self.spec.retention_ms(t) for t in self.spec.tiers}
-            avail = available_from(wm, self.spec.tiers, retention)
+            avail = self.spec.available_from(wm)
             # Nothing is pending right after a checkpoint: new marks apply from the next batch.
             self.pipeline.pending.set_rolled(store.roll_up(wm, self.spec.tiers))
             store.compact_before(avail, self.pipeline.value_horizons())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 
@@ -13,6 +13,23 @@ from riskstream.runners.progress import Progress, summary_table
 from riskstream.sinks.base import Sink
 from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
+
+
+class Served(Protocol):
+    """A running HTTP API (``riskstream.api.server.ServerHandle``)."""
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        ...
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+
+
+#: Starts the HTTP API over a spec, a data dir and the live runner (None: the store only).
+#: The runners never import the API: ``cli.py`` passes one bound to the port.
+Serve = Callable[[PipelineSpec, Path, EmbeddedRunner | None, Callable[[str], None]], Served]
 
 
 def sink_factory(spec: PipelineSpec, data_dir: Path) -> Callable[[dict[str, int]], list[Sink]]:
@@ -40,12 +57,11 @@ def run_pipeline(
     from_time: str | None = None,
     to_time: str | None = None,
     quiet: bool = False,
-    serve: bool = False,
-    port: int = 8080,
+    serve: Serve | None = None,
     console: Console | None = None,
     store_dsn: str | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline in ``config`` and return the summary."""
+    """Run the pipeline in ``config`` and return the summary (serving the API with ``serve``)."""
     from riskstream.sources.uri import build_source, source_spec_from_uri
 
     console = console or Console(stderr=True)
@@ -53,7 +69,7 @@ def run_pipeline(
     src_spec = source_spec_from_uri(source_uri) if source_uri else spec.source
     kafka_opts: dict[str, Any] = {}
     if from_time or to_time:
-        from riskstream.query.range import parse_time
+        from riskstream.core.events import parse_time
 
         kafka_opts["from_ms"] = parse_time(from_time) if from_time else None
         kafka_opts["to_ms"] = parse_time(to_time) if to_time else None
@@ -70,11 +86,7 @@ def run_pipeline(
     runner = EmbeddedRunner(
         spec, source, data_dir, sinks, spec_path=config, log=log, store_dsn=store_dsn
     )
-    server = None
-    if serve:
-        from riskstream.api.server import start_background
-
-        server = start_background(spec, data_dir, runner, port=port, log=log)
+    server = serve(spec, data_dir, runner, log) if serve is not None else None
     with Progress(console, enabled=not quiet) as progress:
         runner.on_batch = progress.update
         stats = runner.run()

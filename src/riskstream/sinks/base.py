@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from riskstream.sinks.case import Case
+from riskstream.core.case import Case
 
 
 class Sink(Protocol):

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from riskstream import __version__
+from riskstream.core.tiers import parse_duration
 from riskstream.errors import SinkError
 from riskstream.sinks.base import Sink
 from riskstream.sinks.file import FileSink
 from riskstream.sinks.stdout import StdoutSink
 from riskstream.sinks.webhook import WebhookSink
-from riskstream.spec.durations import parse_duration
 
 _KEYS: dict[str, frozenset[str]] = {
     "file": frozenset({"path"}),

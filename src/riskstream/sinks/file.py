@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from riskstream.core.case import Case
 from riskstream.errors import SinkError
 from riskstream.sinks.base import SinkStats
-from riskstream.sinks.case import Case
 
 log = logging.getLogger(__name__)
 

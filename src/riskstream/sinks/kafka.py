@@ -37,10 +37,10 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
+from riskstream.core.case import Case
 from riskstream.errors import SinkError
+from riskstream.kafka.config import PARTITION_EOF, client_config, quiet_client
 from riskstream.sinks.base import SinkStats
-from riskstream.sinks.case import Case
-from riskstream.sources._kafka_config import PARTITION_EOF, client_config, quiet_client
 
 log = logging.getLogger(__name__)
 

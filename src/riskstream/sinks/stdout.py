@@ -6,8 +6,8 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from riskstream.core.case import Case
 from riskstream.sinks.base import SinkStats
-from riskstream.sinks.case import Case
 
 
 class StdoutSink:

@@ -27,10 +27,10 @@ import httpx
 import orjson
 
 from riskstream import __version__
+from riskstream.core.case import Case
 from riskstream.errors import SinkError
 from riskstream.sinks._delivery_log import JsonlAppender, utc_now_iso
 from riskstream.sinks.base import SinkStats
-from riskstream.sinks.case import Case
 
 log = logging.getLogger(__name__)
 

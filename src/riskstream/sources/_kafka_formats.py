@@ -12,7 +12,7 @@ import orjson
 import polars as pl
 
 # The decoder's accepted ISO-8601 layouts: the replay filter must read times exactly as it does.
-from riskstream.engine.decode import _ISO_FORMATS
+from riskstream.core.events import time_expr as _time_expr
 from riskstream.errors import SourceError
 
 
@@ -127,16 +127,4 @@ class TimeFilter:
 
 def time_expr(field: str) -> pl.Expr:
     """Epoch ms from a String column: a number (ms, floored) or one of the ISO-8601 layouts (UTC)."""
-    raw = pl.col(field)
-    as_number = raw.cast(pl.Float64, strict=False)
-    as_iso = pl.coalesce(
-        [
-            raw.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="ms")
-            for fmt in _ISO_FORMATS
-        ]
-    ).dt.epoch("ms")
-    return (
-        pl.when(as_number.is_not_null() & as_number.is_finite())
-        .then(as_number.floor().cast(pl.Int64, strict=False))
-        .otherwise(as_iso)
-    )
+    return _time_expr(pl.col(field))

@@ -17,8 +17,7 @@ from confluent_kafka import (
 )
 
 from riskstream.errors import SourceError
-from riskstream.sources._kafka_align import Aligner
-from riskstream.sources._kafka_config import (
+from riskstream.kafka.config import (
     PARTITION_EOF,
     UNKNOWN_TOPIC,
     UNKNOWN_TOPIC_OR_PART,
@@ -26,6 +25,7 @@ from riskstream.sources._kafka_config import (
     part_name,
     split_part,
 )
+from riskstream.sources._kafka_align import Aligner
 from riskstream.sources._kafka_offsets import committed_offsets, replay_bounds, watermarks
 
 

@@ -7,7 +7,7 @@ import time
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from riskstream.errors import SourceError
-from riskstream.sources._kafka_config import log, part_name
+from riskstream.kafka.config import log, part_name
 
 META_TIMEOUT_S = 30.0
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from riskstream.core.events import RawBatch
 from riskstream.errors import SourceError
-from riskstream.sources.base import RawBatch
 
 _BLOCK = 4 << 20
 #: Bytes kept of a line longer than the limit (the event is quarantined as oversized).

@@ -60,9 +60,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from riskstream.core.events import RawBatch
+from riskstream.core.tiers import parse_duration
 from riskstream.errors import SourceError
-from riskstream.sources._kafka_align import Aligner
-from riskstream.sources._kafka_config import (
+from riskstream.kafka.config import (
     DeadLetterProducer,
     client_config,
     log,
@@ -70,10 +71,9 @@ from riskstream.sources._kafka_config import (
     quiet_client,
     split_part,
 )
+from riskstream.sources._kafka_align import Aligner
 from riskstream.sources._kafka_formats import AvroToJson, TimeFilter
 from riskstream.sources._kafka_group import PartitionOwnership
-from riskstream.sources.base import RawBatch
-from riskstream.spec.durations import parse_duration
 from riskstream.spec.model import PipelineSpec, SourceSpec
 
 
@@ -98,7 +98,7 @@ class KafkaSource(PartitionOwnership):
         # Replays keep their own positions: a replay never resumes from a live run's offsets.
         self.name = ("kafka-replay:" if self.replay else "kafka:") + ",".join(self.topics)
         options = dict(src.options)
-        base = client_config(src.brokers, options)
+        base = client_config(src.brokers, options, error=SourceError)
         lateness = parse_duration(spec.event.max_lateness)
         self._from_offset_ms = None if from_ms is None else from_ms - lateness
         self._to_offset_ms = None if to_ms is None else to_ms + lateness
@@ -112,7 +112,9 @@ class KafkaSource(PartitionOwnership):
             )
         self._dlq: DeadLetterProducer | None = None
         if options.get("dead_letter_topic"):
-            dlq_conf = client_config(options.get("dead_letter_brokers") or src.brokers, options)
+            dlq_conf = client_config(
+                options.get("dead_letter_brokers") or src.brokers, options, error=SourceError
+            )
             self._dlq = DeadLetterProducer(dlq_conf, options["dead_letter_topic"])
 
         self._next: dict[str, int] = {}  # next offset to hand to the engine, per partition

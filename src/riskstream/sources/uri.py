@@ -58,7 +58,7 @@ def build_source(
 
         return StdinSource(max_line_bytes=spec.event.max_bytes)
     if src.kind == "generator":
-        from riskstream.sources.generator import GeneratorSource
+        from riskstream.synthetic.generator import GeneratorSource
 
         if "uri" in src.options:
             return GeneratorSource.from_uri(src.options["uri"], until_end=until_end)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from riskstream.core.tiers import TIER_MS, format_duration
 from riskstream.errors import SpecError
 from riskstream.rules import CompiledExpr, ExpressionError, RuleContext, compile_expression
-from riskstream.spec.durations import TIER_MS, format_duration
 from riskstream.spec.model import NUMERIC_STATS, PipelineSpec
 
 _NUMERIC_VALUE = NUMERIC_STATS - {"count"}

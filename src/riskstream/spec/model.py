@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from riskstream.spec.durations import TIER_ORDER, parse_duration
+from riskstream.core.tiers import TIER_ORDER, available_from, parse_duration
 
 FieldType = Literal["float", "int", "str", "bool", "any"]
 Tier = Literal["second", "minute", "hour", "day", "week"]
@@ -203,3 +203,8 @@ class PipelineSpec(_Model):
     def retention_ms(self, tier: str) -> int:
         """Retention of ``tier`` in milliseconds."""
         return parse_duration(self.retention.get(tier, DEFAULT_RETENTION[tier]))
+
+    def available_from(self, watermark: int | None) -> dict[str, int]:
+        """First retained instant per tier at ``watermark`` (see :func:`core.tiers.available_from`)."""
+        retention: dict[str, int] = {t: self.retention_ms(t) for t in self.tiers}
+        return available_from(watermark, self.tiers, retention)

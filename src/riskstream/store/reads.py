@@ -8,23 +8,13 @@ the slots first and filters the compact tables directly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from riskstream.store import layout
-
-
-@dataclass(frozen=True)
-class KeyRows:
-    """Everything stored for one key inside a plan, plus the meta it was read with."""
-
-    meta: dict[str, str]
-    numeric: pl.DataFrame  # count, sum, min, max, m2
-    sketches: list[tuple[list[str] | None, bytes | None]]
-    distribution: pl.DataFrame  # category, count
+from riskstream.core import layout
+from riskstream.store.protocol import KeyRows, PlanFor, Segment
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any]) -> pl.DataFrame:
@@ -38,8 +28,8 @@ def key_rows(
     tiers: Sequence[str],
     metric: str,
     key: str,
-    segments: Sequence[tuple[str, int, int]] | None,
-    plan_for: Any = None,
+    segments: Sequence[Segment] | None,
+    plan_for: PlanFor | None = None,
     kid_of: Callable[[duckdb.DuckDBPyConnection, str], int | None] = lambda con, key: None,
     stats: Sequence[str] = ("distinct", "distribution"),
 ) -> KeyRows:
@@ -49,6 +39,7 @@ def key_rows(
     """
     meta = {str(k): str(v) for k, v in con.execute("SELECT k, v FROM meta").fetchall()}
     if segments is None:
+        assert plan_for is not None, "key_rows needs segments or plan_for"
         segments = plan_for(meta)
     phys = layout.physical(segments, layout.ladder_of(tiers), layout.marks_from_meta(meta))
     empty_num = pl.DataFrame(

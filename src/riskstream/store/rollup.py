@@ -1,6 +1,6 @@
 """Roll closed buckets up into coarser tiers inside the store, and keep the roll marks.
 
-See :mod:`riskstream.store.layout` for the scheme. All of it is SQL over the store's
+See :mod:`riskstream.core.layout` for the scheme. All of it is SQL over the store's
 tables (no rows cross into Python except the rare distinct buckets that outgrow an
 exact value list), in the caller's transaction.
 """
@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 import duckdb
 import polars as pl
 
-from riskstream.engine import sketch
-from riskstream.spec.durations import TIER_MS, WEEK_OFFSET_MS, bucket_start
-from riskstream.store import layout
+from riskstream.core import layout, sketch
+from riskstream.core.stats import m2_merge_sql
+from riskstream.core.tiers import TIERS
 
 _PREFIX = layout.MARK_PREFIX
 
@@ -34,9 +34,9 @@ def write_marks(
     con.execute("DELETE FROM tier_sources")
     rows: list[tuple[str, str, int, int, int, int]] = []
     for tier in ladder:
-        off = WEEK_OFFSET_MS if tier == "week" else 0
+        t = TIERS[tier]
         for src, lo, hi in layout.sources(tier, ladder, marks):
-            rows.append((tier, src, lo, hi, TIER_MS[tier], off))
+            rows.append((tier, src, lo, hi, t.width_ms, t.offset_ms))
     con.executemany("INSERT INTO tier_sources VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
@@ -53,7 +53,7 @@ def configure(
         if watermark is None:
             marks[tier] = layout.NEVER
         else:
-            marks[tier] = bucket_start(watermark, tier) + TIER_MS[tier]
+            marks[tier] = TIERS[tier].start(watermark) + TIERS[tier].width_ms
     marks = {t: v for t, v in marks.items() if t in ladder[1:]}
     write_marks(con, ladder, marks)
     return marks
@@ -107,7 +107,7 @@ def _roll_tier(
             "CREATE OR REPLACE TEMP TABLE _src (slot USMALLINT, tslot USMALLINT, lo BIGINT, hi BIGINT)"
         )
         con.executemany("INSERT INTO _src VALUES (?, ?, ?, ?)", src_rows)
-        st = layout.rebucket_sql("r.start", tier)
+        st = TIERS[tier].start_sql("r.start")
         # Partials merge exactly (Chan et al.): m2 = sum(m2_i + n_i (mean_i - mean)^2).
         con.execute(
             f"""INSERT INTO bucket_rows
@@ -117,12 +117,12 @@ def _roll_tier(
                  g AS (SELECT tslot, kid, st, sum(count) AS n, sum(sum) AS total
                        FROM x GROUP BY ALL)
             SELECT x.tslot, x.kid, x.st, any_value(g.n), any_value(g.total), min(x.min),
-                   max(x.max), sum(x.m2 + x.count * (x.sum / x.count - g.total / g.n) ** 2)
+                   max(x.max), {m2_merge_sql("x.count", "x.sum", "x.m2", "g.n", "g.total")}
             FROM x JOIN g USING (tslot, kid, st) GROUP BY x.tslot, x.kid, x.st"""
         )
         _roll_sketches(con, st)
         con.execute("DROP TABLE _src")
-    dst = layout.rebucket_sql("r.start", tier)
+    dst = TIERS[tier].start_sql("r.start")
     cond = " OR ".join("(r.tier = ? AND r.start >= ? AND r.start < ?)" for _ in parts)
     args: list[object] = [tier]
     for src, lo, hi in parts:

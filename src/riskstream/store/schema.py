@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from riskstream.spec.durations import TIER_MS, TIER_ORDER, WEEK_OFFSET_MS
+from riskstream.core.tiers import TIERS
 
 #: Bump when the schema changes, and append the statements that migrate to it.
 SCHEMA_VERSION: Final[int] = 3
@@ -29,7 +29,7 @@ _VIEWS: tuple[str, ...] = (
 )
 
 #: Version 3: a tier's buckets are its own rows before its roll mark and the finer tiers'
-#: rows (re-bucketed) after it (see ``store.layout``); ``tier_sources`` lists, per tier, the
+#: rows (re-bucketed) after it (see ``core.layout``); ``tier_sources`` lists, per tier, the
 #: physical (tier, start range) parts, and the views give every reader the complete tiers.
 _REBUCKET = "((r.start - ts.off) // ts.width * ts.width + ts.off)"
 _VIEWS_V3: tuple[str, ...] = (
@@ -60,8 +60,8 @@ _VIEWS_V3: tuple[str, ...] = (
 def identity_sources() -> str:
     """Every tier complete in its own rows (stores written before version 3)."""
     rows = ", ".join(
-        f"('{t}', '{t}', {-(2**62)}, {2**62}, {TIER_MS[t]}, {WEEK_OFFSET_MS if t == 'week' else 0})"
-        for t in TIER_ORDER
+        f"('{t.name}', '{t.name}', {-(2**62)}, {2**62}, {t.width_ms}, {t.offset_ms})"
+        for t in TIERS.values()
     )
     return f"INSERT INTO tier_sources VALUES {rows}"
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from riskstream.core.case import case_id_for
 from riskstream.query.range import query_range
-from riskstream.sinks.case import case_id_for
 from riskstream.spec.load import load_spec
 from riskstream.store.duck import Store
 from tests.conftest import run_cli

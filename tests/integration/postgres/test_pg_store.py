@@ -12,13 +12,13 @@ import polars as pl
 import psycopg
 import pytest
 
-from riskstream.engine.tiers import partials
+from riskstream.core.checkpoint import Checkpoint
+from riskstream.core.stats import partials
 from riskstream.errors import StoreError
 from riskstream.query.range import query_range
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.sources.file import FileSource
 from riskstream.spec.load import parse_spec
-from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.duck import Store
 from riskstream.store.postgres import PgStore
 from riskstream.store.postgres.dsn import endpoint, redact
@@ -222,7 +222,7 @@ def test_positions_are_fenced_against_a_stale_writer(
 def test_cases_numbering_and_marks_are_per_engine(
     pg_cluster: PostgresCluster, pg_schema: str
 ) -> None:
-    from riskstream.sinks.case import Case
+    from riskstream.core.case import Case
 
     def case(cid: str, seq: int) -> Case:
         return Case(
@@ -262,7 +262,7 @@ def test_cases_numbering_and_marks_are_per_engine(
 def test_pg_and_duckdb_answer_the_same_for_a_whole_run(
     pg_cluster: PostgresCluster, pg_schema: str, tmp_path: Path
 ) -> None:
-    from riskstream.sources.generator import write_jsonl
+    from riskstream.synthetic.generator import write_jsonl
 
     events = tmp_path / "events.jsonl"
     write_jsonl(events, 6000, 11)

@@ -14,8 +14,8 @@ import orjson
 from riskstream.api.auth import KeyRing
 from riskstream.api.context import ApiContext
 from riskstream.api.server import serve_context
+from riskstream.core.events import RawBatch
 from riskstream.runners.embedded import EmbeddedRunner
-from riskstream.sources.base import RawBatch
 from riskstream.spec.load import parse_spec
 from riskstream.store.duck import Store
 

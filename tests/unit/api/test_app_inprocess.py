@@ -16,8 +16,8 @@ import pytest
 from riskstream.api import ApiContext, KeyRing
 from riskstream.api.server import is_loopback, serve_context, start_background
 from riskstream.api.timeseries import choose_tier
+from riskstream.core.tiers import TIER_MS
 from riskstream.errors import StoreError, UsageError
-from riskstream.spec.durations import TIER_MS
 from riskstream.spec.load import parse_spec
 from riskstream.store.duck import Store
 from tests.unit.api._engine import SPEC, T0, context, runner_with_state, served

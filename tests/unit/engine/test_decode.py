@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from riskstream.core.events import RawBatch
 from riskstream.engine.decode import EID, TIME, Decoder
-from riskstream.sources.base import RawBatch
 
 DAY = 86_400_000
 

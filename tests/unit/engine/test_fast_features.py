@@ -21,9 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from riskstream.core import keys as corekeys
+from riskstream.core.tiers import TIER_MS, WEEK_OFFSET_MS
 from riskstream.engine import distinct_features as dfeat
 from riskstream.engine import features as feat
-from riskstream.spec.durations import TIER_MS, WEEK_OFFSET_MS
 
 STATS = ("count", "sum", "avg", "min", "max", "var", "stddev")
 
@@ -170,7 +171,7 @@ def run_numeric(case: Case) -> dict[str, list[float | None]]:
     got: dict[str, list[float | None]] = {r.name: [] for r in requests}
     for _, queries, contrib in batches(case):
         if case.via_tail:
-            state = feat.gather_keys(tail, queries["key"], feat.STATE_SCHEMA)
+            state = corekeys.gather_keys(tail, queries["key"], feat.STATE_SCHEMA)
         else:
             state = pl.concat([pl.DataFrame(schema=feat.STATE_SCHEMA), *tail], how="diagonal")
             state = state.select(list(feat.STATE_SCHEMA))
@@ -181,7 +182,7 @@ def run_numeric(case: Case) -> dict[str, list[float | None]]:
             assert out[r.name].dtype == want
             got[r.name].extend(out[r.name].to_list())
         rows = feat.state_rows(contrib.drop("c"), case.tier)
-        tail.append(feat.keyed(rows) if case.via_tail else rows)
+        tail.append(corekeys.keyed(rows) if case.via_tail else rows)
     return got
 
 
@@ -208,7 +209,7 @@ def run_distinct(case: Case) -> dict[str, list[int]]:
     got: dict[str, list[int]] = {r.name: [] for r in requests}
     for _, queries, contrib in batches(case):
         if case.via_tail:
-            state = feat.gather_keys(tail, queries["key"], dfeat.VALUE_STATE_SCHEMA)
+            state = corekeys.gather_keys(tail, queries["key"], dfeat.VALUE_STATE_SCHEMA)
         else:
             state = pl.concat([pl.DataFrame(schema=dfeat.VALUE_STATE_SCHEMA), *tail])
         out = dfeat.compute_distinct(queries, contrib, state, case.tier, requests)
@@ -217,7 +218,7 @@ def run_distinct(case: Case) -> dict[str, list[int]]:
             assert out[r.name].dtype == pl.Int64
             got[r.name].extend(out[r.name].to_list())
         rows = dfeat.value_rows(contrib, case.tier).select(list(dfeat.VALUE_STATE_SCHEMA))
-        tail.append(feat.keyed(rows) if case.via_tail else rows)
+        tail.append(corekeys.keyed(rows) if case.via_tail else rows)
     return got
 
 
@@ -232,16 +233,16 @@ def check_distinct(case: Case) -> None:
 @contextmanager
 def colliding_hash() -> Iterator[None]:
     """Every key hashes to its length: collisions everywhere, so the exact paths must hold."""
-    saved = feat.key_hash
+    saved = corekeys.key_hash
 
     def weak(keys: pl.Series) -> np.ndarray:  # type: ignore[type-arg]
         return keys.str.len_bytes().fill_null(0).cast(pl.UInt64).to_numpy()
 
-    feat.key_hash = weak  # type: ignore[assignment]
+    corekeys.key_hash = weak  # type: ignore[assignment]
     try:
         yield
     finally:
-        feat.key_hash = saved  # type: ignore[assignment]
+        corekeys.key_hash = saved  # type: ignore[assignment]
 
 
 @settings(max_examples=150, deadline=None)
@@ -396,14 +397,14 @@ def test_gather_keys_equals_a_filter(
             {"key": keys, "b": list(range(len(keys))), "tag": [i] * len(keys)},
             schema={"key": pl.String, "b": pl.Int64, "tag": pl.Int64},
         )
-        frames.append(feat.keyed(frame) if keyed_first else frame)
+        frames.append(corekeys.keyed(frame) if keyed_first else frame)
     # One large frame (many rows per key) takes the binary-search path.
     big = pl.DataFrame(
         {"key": [f"k{i % 40}" for i in range(2000)], "b": list(range(2000)), "tag": [99] * 2000}
     )
     frames.append(big)
     schema = {"key": pl.String(), "b": pl.Int64(), "tag": pl.Int64()}
-    got = feat.gather_keys(frames, pl.Series(wanted, dtype=pl.String), schema)
+    got = corekeys.gather_keys(frames, pl.Series(wanted, dtype=pl.String), schema)
     assert got.columns == list(schema)
     want_keys = {k for k in wanted if k is not None}
     every = pl.concat([f.select(list(schema)) for f in frames])
@@ -411,7 +412,7 @@ def test_gather_keys_equals_a_filter(
     assert sorted(got.rows()) == sorted(want.rows())
     for f in frames if want_keys else []:  # frames that were searched are left key-sorted
         if f.height:
-            assert feat.HASH in f.columns and f[feat.HASH].flags["SORTED_ASC"]
+            assert corekeys.HASH in f.columns and f[corekeys.HASH].flags["SORTED_ASC"]
 
 
 def test_empty_batches_and_requests() -> None:
@@ -434,7 +435,7 @@ def test_empty_batches_and_requests() -> None:
     nulls = pl.DataFrame({"key": [None, None], "_t": [1, 2], "_seq": [0, 1]}, schema=schema)
     out = feat.compute(nulls, empty_c.drop("c"), state, "second", reqs)
     assert out["n"].to_list() == [0, 0] and out["m"].to_list() == [None, None]
-    assert feat.gather_keys([], pl.Series(["a"]), feat.STATE_SCHEMA).columns == list(
+    assert corekeys.gather_keys([], pl.Series(["a"]), feat.STATE_SCHEMA).columns == list(
         feat.STATE_SCHEMA
     )
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from riskstream.core.events import RawBatch
 from riskstream.engine import single
 from riskstream.engine.decode import Quarantined
 from riskstream.engine.pipeline import Pipeline
-from riskstream.sources.base import RawBatch
 from riskstream.spec.load import parse_spec
 
 T0 = 1_767_571_200_000

@@ -9,8 +9,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskstream.engine.tiers import merge_partials, merge_rows, partials
-from riskstream.spec.durations import TIER_ORDER, bucket_start
+from riskstream.core.stats import merge_partials, merge_rows, partials
+from riskstream.core.tiers import TIER_ORDER, bucket_start
 
 
 @settings(max_examples=100, deadline=None)

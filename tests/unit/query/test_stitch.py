@@ -7,8 +7,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskstream.query.stitch import available_from, plan_range
-from riskstream.spec.durations import TIER_MS, TIER_ORDER, bucket_start
+from riskstream.core.tiers import TIER_MS, TIER_ORDER, available_from, bucket_start
+from riskstream.query.stitch import plan_range
 
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
 DAY = 86_400_000

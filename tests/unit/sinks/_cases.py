@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from riskstream.sinks.case import Case, case_id_for
+from riskstream.core.case import Case, case_id_for
 
 
 def make_case(seq: int, *, pipeline: str = "test", pad: int = 0, **event: object) -> Case:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from riskstream.core.case import Case
 from riskstream.errors import SinkError
-from riskstream.sinks.case import Case
 from riskstream.sinks.file import _SLOT_SIZE, FileSink
 
 from ._cases import make_case, make_cases

@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from riskstream.core.events import RawBatch
 from riskstream.errors import UsageError
-from riskstream.sources._vocab import CURRENCIES, keyword_pattern, normal_titles, risky_titles
-from riskstream.sources.base import RawBatch
-from riskstream.sources.generator import (
+from riskstream.synthetic._vocab import CURRENCIES, keyword_pattern, normal_titles, risky_titles
+from riskstream.synthetic.generator import (
     BLACKLISTED_SHOPS,
     BLOCK_EVENTS,
     DEFAULT_START_MS,

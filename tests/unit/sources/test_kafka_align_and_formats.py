@@ -13,8 +13,8 @@ import fastavro
 import pytest
 
 from riskstream.errors import SourceError
+from riskstream.kafka.config import client_config, part_name, split_part
 from riskstream.sources._kafka_align import Aligner
-from riskstream.sources._kafka_config import client_config, part_name, split_part
 from riskstream.sources._kafka_formats import AvroToJson, TimeFilter
 
 
@@ -156,6 +156,7 @@ def test_client_config_passes_kafka_settings_and_reads_secrets(
             "kafka.sasl.password_env": "KPASS",
             "dead_letter_topic": "x",
         },
+        error=SourceError,
     )
     assert conf == {
         "bootstrap.servers": "b:9092",
@@ -163,7 +164,7 @@ def test_client_config_passes_kafka_settings_and_reads_secrets(
         "sasl.password": "s3cret",
     }
     with pytest.raises(SourceError, match="NOPE"):
-        client_config("b:9092", {"kafka.sasl.password_env": "NOPE"})
+        client_config("b:9092", {"kafka.sasl.password_env": "NOPE"}, error=SourceError)
     with pytest.raises(SourceError, match="brokers"):
-        client_config(None, {})
+        client_config(None, {}, error=SourceError)
     assert split_part(part_name("pay.ments-1", 12)) == ("pay.ments-1", 12)

@@ -10,8 +10,8 @@ import pytest
 from confluent_kafka import TopicPartition
 
 import riskstream.sinks.kafka as sink_mod
+from riskstream.core.case import Case
 from riskstream.errors import SinkError
-from riskstream.sinks.case import Case
 from riskstream.sinks.factory import build_sink
 from riskstream.sinks.kafka import (
     H_HW,

@@ -18,13 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from riskstream.core import layout
+from riskstream.core.events import RawBatch
+from riskstream.core.tiers import TIER_ORDER, available_from, bucket_start
 from riskstream.engine.pipeline import Pipeline
 from riskstream.query.range import query_range
-from riskstream.query.stitch import available_from
-from riskstream.sources.base import RawBatch
-from riskstream.spec.durations import TIER_ORDER, bucket_start
 from riskstream.spec.load import parse_spec
-from riskstream.store import layout
 from riskstream.store.duck import Store
 
 T0 = 1_767_571_200_000  # a Monday

@@ -10,13 +10,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from riskstream.engine.tiers import partials
+from riskstream.core.checkpoint import Checkpoint
+from riskstream.core.stats import partials
 from riskstream.errors import StoreError
 from riskstream.query.range import query_range
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.sources.file import FileSource
 from riskstream.spec.load import parse_spec
-from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.duck import Store
 from riskstream.store.schema import SCHEMA_VERSION
 

@@ -6,13 +6,13 @@ are read as they are, through the (metric, key, tier, start) primary keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
 import psycopg
 
-from riskstream.store.reads import KeyRows
+from riskstream.store.protocol import KeyRows, PlanFor
 
 _NUM = {
     "count": pl.Int64,
@@ -27,7 +27,7 @@ def key_rows(
     con: psycopg.Connection[Any],
     metric: str,
     key: str,
-    plan_for: Callable[[dict[str, str]], list[tuple[str, int, int]]],
+    plan_for: PlanFor,
     stats: Sequence[str],
 ) -> KeyRows:
     """Meta, then the rows of ``metric``/``key`` in the segments ``plan_for(meta)`` gives."""

@@ -17,13 +17,13 @@ from typing import Any
 import polars as pl
 import psycopg
 
+from riskstream.core.case import Case
+from riskstream.core.checkpoint import Checkpoint
 from riskstream.errors import StoreError
-from riskstream.sinks.case import Case
-from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.postgres import reads, write
 from riskstream.store.postgres.conn import Adapter, Connections, first_line, to_pg
 from riskstream.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
-from riskstream.store.reads import KeyRows
+from riskstream.store.protocol import KeyRows, PlanFor
 
 #: How long a checkpoint keeps retrying while PostgreSQL is away (then the run stops).
 DEFAULT_GIVE_UP_S = float(os.environ.get("RISKSTREAM_PG_RETRY_S", "300"))
@@ -201,7 +201,7 @@ class PgStore:
         """Run a read query written with ``?`` placeholders."""
 
         def read(con: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            return con.execute(to_pg(sql), list(args)).fetchall()  # type: ignore[arg-type]
+            return con.execute(to_pg(sql), list(args)).fetchall()  # type: ignore[arg-type,no-any-return]
 
         return self._retry("query", read)  # type: ignore[no-any-return]
 
@@ -221,7 +221,7 @@ class PgStore:
         tiers: Sequence[str],
         metric: str,
         key: str,
-        plan_for: Callable[[dict[str, str]], list[tuple[str, int, int]]],
+        plan_for: PlanFor,
         stats: Sequence[str] = ("distinct", "distribution"),
     ) -> KeyRows:
         """Rows of one key behind a stitched plan, read in one snapshot."""

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import psycopg
 
+from riskstream.core.checkpoint import Checkpoint
 from riskstream.errors import StoreError
-from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.postgres.schema import SHARED_META
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from typing import IO
 import numpy as np
 import polars as pl
 
-from riskstream.sources._patterns import PATTERNS, inject
-from riskstream.sources._population import (
+from riskstream.synthetic._patterns import PATTERNS, inject
+from riskstream.synthetic._population import (
     N_COUNTRIES,
     N_MERCHANTS,
     BoolArr,
@@ -27,7 +27,7 @@ from riskstream.sources._population import (
     Population,
     population,
 )
-from riskstream.sources._vocab import COUNTRIES, CURRENCIES, normal_titles, risky_titles
+from riskstream.synthetic._vocab import COUNTRIES, CURRENCIES, normal_titles, risky_titles
 
 #: 2026-01-05T00:00:00Z in epoch milliseconds: the default time of the first event.
 DEFAULT_START_MS = 1_767_571_200_000

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from riskstream.sources._population import (
+from riskstream.synthetic._population import (
     N_MERCHANTS,
     BoolArr,
     FloatArr,

@@ -18,16 +18,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from riskstream.spec.durations import TIER_MS, TIER_ORDER, WEEK_OFFSET_MS, bucket_start
+from riskstream.core.tiers import NEVER, bucket_start, ladder_of
 
 #: Marks below/above every real instant: "nothing rolled yet" / "complete everywhere".
-NEVER: Final[int] = -(2**62)
 ALWAYS: Final[int] = 2**62
-
-
-def ladder_of(tiers: Sequence[str]) -> list[str]:
-    """``tiers`` finest first."""
-    return sorted(tiers, key=TIER_ORDER.index)
+__all__ = [
+    "ALWAYS",
+    "MARK_PREFIX",
+    "NEVER",
+    "drop_floors",
+    "ladder_of",
+    "mark",
+    "marks_from_meta",
+    "next_marks",
+    "physical",
+    "sources",
+]
 
 
 def mark(rolled: Mapping[str, int], ladder: Sequence[str], tier: str) -> int:
@@ -112,12 +118,3 @@ def drop_floors(
             if start < hi:
                 floors[src] = min(floors[src], start)
     return floors
-
-
-def rebucket_sql(column: str, tier: str) -> str:
-    """SQL for the ``tier`` bucket start of the instant in ``column`` (weeks start Monday)."""
-    width = TIER_MS[tier]
-    off = WEEK_OFFSET_MS if tier == "week" else 0
-    if off:
-        return f"(({column} - {off}) // {width} * {width} + {off})"
-    return f"({column} // {width} * {width})"

@@ -1,4 +1,4 @@
-"""Shared Kafka plumbing: client configuration, error reporting, the dead-letter producer.
+"""Kafka plumbing shared by source and sinks: client configuration, error reporting, the dead-letter producer.
 
 Client settings come from the spec, never from code changes:
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from riskstream.errors import SourceError
+from riskstream.errors import RiskstreamError
 
 log = logging.getLogger("riskstream.kafka")
 
@@ -37,9 +37,13 @@ def client_config(
     *,
     prefix: str = "kafka.",
     where: str = "source",
-    error: type[Exception] = SourceError,
+    error: type[RiskstreamError],
 ) -> dict[str, Any]:
-    """``bootstrap.servers`` plus the ``kafka.*`` pass-through settings (``*_env`` from the environment)."""
+    """``bootstrap.servers`` plus the ``kafka.*`` pass-through settings (``*_env`` from the environment).
+
+    Problems raise ``error`` (the caller's type: ``SourceError`` for a source, ``SinkError``
+    for a sink) naming ``where``.
+    """
     if not brokers:
         raise error(f"{where}: 'brokers' is needed for Kafka (host:port[,host:port])")
     conf: dict[str, Any] = {"bootstrap.servers": brokers}

@@ -31,9 +31,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 
+from riskstream.core.events import RawBatch
 from riskstream.errors import UsageError
-from riskstream.sources._patterns import PATTERNS
-from riskstream.sources._stream import (
+from riskstream.synthetic._patterns import PATTERNS
+from riskstream.synthetic._stream import (
     BLOCK_EVENTS,
     DEFAULT_RATE_PER_S,
     DEFAULT_START_MS,
@@ -41,8 +42,7 @@ from riskstream.sources._stream import (
     SCHEMA,
     Stream,
 )
-from riskstream.sources._vocab import BLACKLISTED_SHOPS, RISKY_KEYWORDS, VERIFIED_SHOPS
-from riskstream.sources.base import RawBatch
+from riskstream.synthetic._vocab import BLACKLISTED_SHOPS, RISKY_KEYWORDS, VERIFIED_SHOPS
 
 __all__ = [
     "BLACKLISTED_SHOPS",

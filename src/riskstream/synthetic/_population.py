@@ -13,7 +13,7 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
-from riskstream.sources._vocab import (
+from riskstream.synthetic._vocab import (
     BLACKLISTED_SHOPS,
     CATEGORY_SHARES,
     COUNTRIES,

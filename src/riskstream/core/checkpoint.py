@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from riskstream.sinks.case import Case
+from riskstream.core.case import Case
 
 
 @dataclass

@@ -1,0 +1,174 @@
+"""The ``Store`` protocol: everything the runners, queries and the API ask of a store.
+
+A backend (``store/duckdb``, ``store/postgres``) implements it over the core types
+(:class:`~riskstream.core.checkpoint.Checkpoint`, :class:`~riskstream.core.case.Case`,
+bucket frames whose columns are those of :mod:`riskstream.core.stats`); nothing outside
+``store/`` writes SQL. The contract test suite ``tests/unit/store/test_store_contract.py``
+runs every backend through the same checks: it is the definition of this protocol.
+
+Bucket frames:
+
+* numeric partials -- ``key, start, count, sum, min, max, m2`` (one row per stored
+  partial; several rows of one bucket are merged by the reader, :func:`core.stats.merge_rows`);
+* distinct rows -- ``vals`` (exact value list, at most ``core.sketch.EXACT_LIMIT``) or ``hll``
+  (a serialized sketch); distribution rows -- ``category, count``.
+
+A coarse tier's buckets read the same whether they were written, rolled up or are still
+the finer tier's rows (:mod:`riskstream.core.layout`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import polars as pl
+
+from riskstream.core.case import Case, CaseQuery, Decision, StoredCase
+from riskstream.core.checkpoint import Checkpoint
+
+#: ``(tier, start, end)``: whole buckets of ``tier`` with start in ``[start, end)``.
+Segment = tuple[str, int, int]
+#: Computes the segments of a query from the meta read in the same snapshot.
+PlanFor = Callable[[Mapping[str, str]], Sequence[Segment]]
+
+
+@dataclass(frozen=True)
+class KeyRows:
+    """Everything stored for one (metric, key) inside a plan, plus the meta it was read with."""
+
+    meta: dict[str, str]
+    #: ``count, sum, min, max, m2``: every partial row inside the plan.
+    numeric: pl.DataFrame
+    #: Per distinct row: its exact value list or its serialized sketch.
+    sketches: list[tuple[list[str] | None, bytes | None]]
+    #: ``category, count``.
+    distribution: pl.DataFrame
+
+
+class BucketReader(Protocol):
+    """The one read a stitched range query needs (``query.range.query_range``)."""
+
+    def key_rows(
+        self, tiers: Sequence[str], metric: str, key: str, plan_for: PlanFor, stats: Sequence[str]
+    ) -> KeyRows:
+        """The rows of ``metric``/``key`` inside the plan ``plan_for(meta)``, meta and rows read
+        in one consistent snapshot. Distinct and distribution rows only if in ``stats``."""
+        ...
+
+
+@runtime_checkable
+class Store(BucketReader, Protocol):
+    """A store of buckets, source positions, the case outbox and queue, and run state."""
+
+    @property
+    def read_only(self) -> bool:
+        """True when this handle cannot write (a query service over another process's store)."""
+        ...
+
+    # ---- the checkpoint (one transaction) ----------------------------------------------
+
+    def write_checkpoint(self, cp: Checkpoint) -> None:
+        """Write everything in ``cp`` atomically: all of it lands, or none of it (StoreError)."""
+        ...
+
+    # ---- run state -----------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        """All meta keys (schema_version, watermark, next_case_seq, quarantine_bytes, roll marks)."""
+        ...
+
+    def positions(self, source: str) -> dict[str, int]:
+        """Stored resume positions of ``source`` by partition."""
+        ...
+
+    def sink_marks(self) -> dict[str, int]:
+        """Per sink, the highest case seq known delivered."""
+        ...
+
+    def throttles(self) -> dict[tuple[str, str], int]:
+        """``(rule, throttle key) -> until (ms)`` of ``once_per`` rules."""
+        ...
+
+    def rule_hits(self) -> dict[str, int]:
+        """Checkpointed hit count per rule."""
+        ...
+
+    # ---- buckets -------------------------------------------------------------------------
+
+    def buckets(
+        self, metric: str, tier: str, key: str | None, start_from: int, start_to: int
+    ) -> pl.DataFrame:
+        """Numeric partials (``key, start, count, sum, min, max, m2``) of ``metric`` at ``tier``
+        with start in ``[start_from, start_to)``, of one key or (``key=None``) every key."""
+        ...
+
+    def key_rows(
+        self, tiers: Sequence[str], metric: str, key: str, plan_for: PlanFor, stats: Sequence[str]
+    ) -> KeyRows:
+        """The rows of ``metric``/``key`` inside the plan ``plan_for(meta)``, meta and rows read
+        in one consistent snapshot. Distinct and distribution rows only if in ``stats``."""
+        ...
+
+    def feature_values(self, metric: str, tier: str, since: int) -> pl.DataFrame:
+        """Values behind distinct features (``key, b, c``) with bucket ``b >= since``."""
+        ...
+
+    # ---- cases and decisions -------------------------------------------------------------
+
+    def cases_after(self, seq: int, limit: int | None = None) -> list[Case]:
+        """Outbox cases with seq greater than ``seq``, in order (what sinks re-deliver)."""
+        ...
+
+    def find_cases(self, query: CaseQuery, limit: int, offset: int) -> tuple[int, list[StoredCase]]:
+        """How many cases match ``query``, and one page of them, newest event first."""
+        ...
+
+    def get_case(self, case_id: str) -> StoredCase | None:
+        """One case of the queue, or None."""
+        ...
+
+    def decisions(self, case_id: str) -> list[Decision]:
+        """The decisions recorded on ``case_id``, oldest first."""
+        ...
+
+    def record_decision(self, case_id: str, decision: Decision) -> bool:
+        """Record ``decision`` (and the status it implies, ``core.case.STATUS_OF_DECISION``)
+        in one transaction; False when there is no such case."""
+        ...
+
+    # ---- maintenance ---------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise StoreError when the store cannot be read (readiness)."""
+        ...
+
+    def configure_tiers(self, tiers: Sequence[str]) -> dict[str, int]:
+        """Set up lazy roll-up for the spec's ``tiers``; the roll marks (``core.layout``)."""
+        ...
+
+    def roll_up(self, watermark: int, tiers: Sequence[str]) -> dict[str, int]:
+        """Roll buckets closed before ``watermark``'s into coarser tiers; the new marks."""
+        ...
+
+    def roll_marks(self) -> dict[str, int]:
+        """The stored roll marks."""
+        ...
+
+    def compact_before(
+        self,
+        available_from: dict[str, int],
+        value_horizons: dict[tuple[str, str], int] | None = None,
+    ) -> int:
+        """Drop rows no tier can reach any more (retention) and distinct-feature values older
+        than their horizon; the number of bucket rows dropped."""
+        ...
+
+    def fold_when_grown(self, factor: float = 2.0, at_least: int = 100_000) -> bool:
+        """Fold the rows of each bucket into one when the tables have grown enough; True if done."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from riskstream.core.events import RawBatch
 from riskstream.engine import guard
 from riskstream.engine import pipeline as pipeline_module
 from riskstream.engine.decode import PREFIX_BYTES
 from riskstream.engine.pipeline import Pipeline
-from riskstream.sources.base import RawBatch
 from riskstream.sources.file import _LineReader
 from riskstream.spec.load import parse_spec
 

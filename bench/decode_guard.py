@@ -17,11 +17,11 @@ import statistics
 import time
 from pathlib import Path
 
+from riskstream.core.events import RawBatch
 from riskstream.engine import guard
 from riskstream.engine.pipeline import Pipeline
-from riskstream.sources.base import RawBatch
-from riskstream.sources.generator import generate_lines
 from riskstream.spec.load import load_spec
+from riskstream.synthetic.generator import generate_lines
 
 SPEC = Path(__file__).parent / "specs" / "bench.yaml"
 

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from riskstream.core.events import RawBatch
 from riskstream.lab.replay import (
     archive_events,
     compile_rule,
@@ -33,7 +34,6 @@ from riskstream.lab.replay import (
     warmup_ms,
 )
 from riskstream.sinks.case import case_id_for
-from riskstream.sources.base import RawBatch
 from riskstream.spec.model import PipelineSpec
 
 LIVE = "__live__"

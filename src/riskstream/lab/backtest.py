@@ -217,6 +217,7 @@ def backtest_archive(
     live_cases: pl.DataFrame | None = None,
     base_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    committed: int | None = None,
 ) -> dict[str, Any]:
     """:func:`backtest` over the archive of ``data_dir`` (with warm-up before ``from_ms``)."""
     rules = {name: when} | ({LIVE: live_when} if live_when is not None else {})
@@ -227,6 +228,7 @@ def backtest_archive(
         to_ms,
         warmup=warmup_ms(spec, (), rules),
         lookahead=lookahead_ms(spec, (), rules),
+        committed=committed,
     )
     return backtest(
         spec,

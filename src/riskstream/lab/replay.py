@@ -215,6 +215,7 @@ def archive_events(
     warmup: int = 0,
     lookahead: int = 0,
     batch_size: int = 50_000,
+    committed: int | None = None,
 ) -> Iterator[RawBatch]:
     """Archived events of ``[from_ms - warmup, to_ms + lookahead)`` in ingestion order, as
     raw batches (:func:`replay` keeps only ``[from_ms, to_ms)`` in its answer).
@@ -225,7 +226,8 @@ def archive_events(
     archive = for_spec(spec, data_dir)
     if archive is None:
         raise ArchiveRangeError("the spec has no archive (add 'archive: {retention: 30d}')")
-    committed = committed_seq(data_dir)
+    if committed is None:  # not given: ask the store (another process's, or none)
+        committed = committed_seq(data_dir)
     in_range = archive.scan(committed, from_ms, to_ms).select(pl.len()).collect().item()
     if not in_range:
         lo = "the beginning" if from_ms is None else format_ms(from_ms)

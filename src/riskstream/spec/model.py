@@ -162,6 +162,12 @@ class LabelsSpec(_Model):
     field: str | None = None
 
 
+class ReviewSpec(_Model):
+    """How rule changes made in the lab go live: ``four_eyes`` needs a second analyst."""
+
+    four_eyes: bool = True
+
+
 class PipelineSpec(_Model):
     """A whole pipeline: source, event shape, tiers, metrics, lists, rules, sinks."""
 
@@ -181,6 +187,7 @@ class PipelineSpec(_Model):
     batch_size: int = Field(default=20_000, ge=1, le=1_000_000)
     archive: ArchiveSpec | None = None
     labels: LabelsSpec = Field(default_factory=LabelsSpec)
+    review: ReviewSpec = Field(default_factory=ReviewSpec)
 
     @field_validator("tiers")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import orjson
 import polars as pl
 
 _TABLES = (
@@ -53,7 +54,7 @@ def insert_labels(
     return rows.height
 
 
-def read_labels(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def read_labels(con: Any) -> pl.DataFrame:
     """The latest label per event id: imported labels and analysts' decisions (by time).
 
     Works on a read-only connection to a store without the lab's tables yet.
@@ -81,14 +82,11 @@ def read_labels(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         )
         SELECT event_id, arg_max(label, at_ms) AS label FROM l GROUP BY event_id
     """
-    got = pl.from_arrow(con.sql(sql).to_arrow_table())
-    assert isinstance(got, pl.DataFrame)
-    return got.cast(LABEL_SCHEMA) if got.height else pl.DataFrame(schema=LABEL_SCHEMA)
+    rows = con.execute(sql).fetchall()
+    return pl.DataFrame(rows, schema=LABEL_SCHEMA, orient="row")
 
 
-def case_hits(
-    con: duckdb.DuckDBPyConnection, from_ms: int | None, to_ms: int | None
-) -> pl.DataFrame:
+def case_hits(con: Any, from_ms: int | None, to_ms: int | None) -> pl.DataFrame:
     """(rule, event_id) of the live cases with event time in the range (for overlaps)."""
     sql = "SELECT DISTINCT rule, event_id FROM cases WHERE 1 = 1"
     args: list[Any] = []
@@ -98,6 +96,87 @@ def case_hits(
     if to_ms is not None:
         sql += " AND event_time < ?"
         args.append(to_ms)
-    got = pl.from_arrow(con.sql(sql, params=args).to_arrow_table())
-    assert isinstance(got, pl.DataFrame)
-    return got
+    rows = con.execute(sql, args).fetchall()
+    return pl.DataFrame(rows, schema={"rule": pl.String, "event_id": pl.String}, orient="row")
+
+
+# ---- rule versions ------------------------------------------------------------------------
+
+_VERSION_COLS = (
+    "rule, version, status, body, author, at_ms, approved_by, approved_ms, summary, diff, note"
+)
+
+
+def versions(con: Any, rule: str) -> list[dict[str, Any]]:
+    """Every version of ``rule``, newest first (``body``/``summary`` decoded from JSON)."""
+    ensure_tables(con)
+    rows = con.execute(
+        f"SELECT {_VERSION_COLS} FROM rule_versions WHERE rule = ? ORDER BY version DESC", [rule]
+    ).fetchall()
+    keys = [k.strip() for k in _VERSION_COLS.split(",")]
+    out = []
+    for row in rows:
+        item = dict(zip(keys, row, strict=True))
+        item["body"] = orjson.loads(item["body"]) if item["body"] else {}
+        item["summary"] = orjson.loads(item["summary"]) if item["summary"] else None
+        out.append(item)
+    return out
+
+
+def add_version(
+    con: Any,
+    rule: str,
+    body: dict[str, Any],
+    *,
+    author: str,
+    status: str,
+    at_ms: int,
+    summary: dict[str, Any] | None = None,
+    diff: str = "",
+    note: str = "",
+) -> int:
+    """Append a version of ``rule``; returns its number (1, 2, ...)."""
+    ensure_tables(con)
+    row = con.execute(
+        "SELECT coalesce(max(version), 0) FROM rule_versions WHERE rule = ?", [rule]
+    ).fetchone()
+    version = int(row[0]) + 1
+    con.execute(
+        f"INSERT INTO rule_versions ({_VERSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            rule,
+            version,
+            status,
+            orjson.dumps(body).decode(),
+            author,
+            at_ms,
+            None,
+            None,
+            orjson.dumps(summary).decode() if summary is not None else None,
+            diff,
+            note,
+        ],
+    )
+    return version
+
+
+def set_status(
+    con: Any,
+    rule: str,
+    version: int,
+    status: str,
+    *,
+    approved_by: str | None = None,
+    approved_ms: int | None = None,
+) -> None:
+    """Change one version's status (and who approved it, when)."""
+    if status == "live":
+        con.execute(
+            "UPDATE rule_versions SET status = 'superseded' WHERE rule = ? AND status = 'live'",
+            [rule],
+        )
+    con.execute(
+        "UPDATE rule_versions SET status = ?, approved_by = coalesce(?, approved_by), "
+        "approved_ms = coalesce(?, approved_ms) WHERE rule = ? AND version = ?",
+        [status, approved_by, approved_ms, rule, version],
+    )

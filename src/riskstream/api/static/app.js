@@ -155,6 +155,7 @@ async function route() {
     if (section === "cases" && parts[1]) await renderCase(parts[1]);
     else if (section === "metrics") await renderMetrics(params);
     else if (section === "rules") await renderRules();
+    else if (section === "lab") await renderLab(params);
     else await renderQueue(params);
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) show(errorBox(err));

@@ -338,3 +338,35 @@ def test_retention_drops_old_buckets_per_tier(pg_cluster: PostgresCluster, pg_sc
     assert left["second"] == cut and left["minute"] == T0 + 60 * 60_000 and left["hour"] == T0
     assert dropped == 120 + 60
     assert store.select("SELECT sum(count) FROM buckets WHERE tier = 'hour'")[0][0] == 180
+
+
+def test_coarse_tiers_are_derived_from_the_finest_whatever_the_marks(
+    pg_cluster: PostgresCluster, pg_schema: str
+) -> None:
+    """The engine writes the finest tier (plus late deltas for the marks it knows); the store
+    completes every coarse tier from the finest partials, so marks moved by another engine
+    never hide a late row."""
+    from riskstream.core import layout
+
+    ladder = list(SPEC.tiers)
+    a = _store(pg_cluster, pg_schema, engine="a")
+    b = _store(pg_cluster, pg_schema, engine="b")
+    assert a.configure_tiers(ladder) == {t: layout.NEVER for t in ladder[1:]}
+    b.configure_tiers(ladder)
+    rnd = random.Random(9)
+    rows = [
+        (rnd.choice("ab"), T0 + rnd.randint(0, 3 * 3_600_000), rnd.random()) for _ in range(500)
+    ]
+    early, late = rows[:400], rows[400:]
+    a.write_checkpoint(_checkpoint(early))  # every tier given: coarse frames are re-derived
+    marks = a.roll_up(T0 + 4 * 3_600_000, ladder)  # a moves the marks; b does not know
+    assert marks["hour"] == T0 + 4 * 3_600_000 and a.roll_marks() == marks
+    cp = _checkpoint(late)
+    cp.partials = {s: f for s, f in cp.partials.items() if s[1] == "second"}  # b's view: no deltas
+    b.write_checkpoint(cp)
+    for tier in ladder:
+        total = a.select("SELECT sum(count) FROM buckets WHERE tier = ?", [tier])[0][0]
+        assert total == len(rows), tier
+    for k in "ab":
+        got = query_range(SPEC, a, "m", k, T0 - 7 * 86_400_000, T0 + 8 * 86_400_000)
+        _assert_stats(got, _brute(rows, k))

@@ -17,10 +17,11 @@ from typing import Any
 import polars as pl
 import psycopg
 
+from riskstream.core import layout
 from riskstream.core.case import Case
 from riskstream.core.checkpoint import Checkpoint
 from riskstream.errors import StoreError
-from riskstream.store.postgres import reads, write
+from riskstream.store.postgres import derive, reads, write
 from riskstream.store.postgres.conn import Adapter, Connections, first_line, to_pg
 from riskstream.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from riskstream.store.protocol import KeyRows, PlanFor
@@ -72,6 +73,9 @@ class PgStore:
         self.where = self.db.where
         #: Positions as this engine last read or wrote them: the fence against a stale writer.
         self._known: dict[tuple[str, str], int] = {}
+        #: The spec's tiers, finest first, once :meth:`configure_tiers` ran (then coarse tiers
+        #: are derived from the finest in each checkpoint).
+        self.ladder: list[str] = []
         self._migrate()
 
     def _retry(self, what: str, fn: Callable[[psycopg.Connection[Any]], Any]) -> Any:
@@ -237,6 +241,10 @@ class PgStore:
         """Write ``cp`` in one transaction; retried (once applied) while the server is away."""
         if self.read_only:
             raise StoreError("the store is open read-only")
+        if cp.prepare is not None:
+            cp.prepare()
+        if self.ladder:
+            cp = derive.derive(cp, self.ladder)
         token = os.urandom(12).hex()
         staged: dict[tuple[str, str], int] = {}
 
@@ -250,15 +258,38 @@ class PgStore:
     # ---- upkeep ------------------------------------------------------------------------
 
     def configure_tiers(self, tiers: Sequence[str]) -> dict[str, int]:
-        """Every tier is written eagerly here: no roll marks (see ``schema``)."""
-        return {}
+        """The roll marks the engine is to use: "nothing rolled" for every coarse tier.
+
+        So the engine writes only the finest tier, and :func:`derive.derive` completes the
+        coarse tiers inside each checkpoint (see there for why, with several engines).
+        """
+        self.ladder = layout.ladder_of(tiers)
+        return {t: layout.NEVER for t in self.ladder[1:]}
 
     def roll_up(self, watermark: int, tiers: Sequence[str]) -> dict[str, int]:
-        """Nothing to roll up (tiers are written eagerly); no marks."""
-        return {}
+        """Move the shared roll marks forward (informational: every tier is complete in its
+        own rows here, so nothing moves); the new marks."""
+        ladder = layout.ladder_of(tiers)
+
+        def run(con: psycopg.Connection[Any]) -> dict[str, int]:
+            with con.transaction():
+                old = _marks(con)
+                new = layout.next_marks(
+                    watermark, ladder, {t: old.get(t, layout.NEVER) for t in ladder[1:]}
+                )
+                for tier, value in new.items():
+                    con.execute(
+                        "INSERT INTO meta AS t VALUES (%s, %s) ON CONFLICT (k) DO UPDATE "
+                        "SET v = GREATEST(t.v::bigint, EXCLUDED.v::bigint)::text",
+                        [layout.MARK_PREFIX + tier, str(value)],
+                    )
+                return _marks(con)
+
+        return self._retry("roll-up", run)  # type: ignore[no-any-return]
 
     def roll_marks(self) -> dict[str, int]:
-        return {}
+        """The stored roll marks."""
+        return layout.marks_from_meta(self.meta())
 
     def fold_when_grown(self, factor: float = 2.0, at_least: int = 100_000) -> bool:
         """:meth:`fold` once ``buckets`` holds ``factor`` times the rows of the last fold.
@@ -352,6 +383,11 @@ SELECT metric, tier, key, start, sum(count), sum(sum), min(min), max(max),
        sum(m2 + count * (sum / NULLIF(count, 0) - gsum / NULLIF(gcount, 0)) ^ 2)
 FROM w GROUP BY metric, key, tier, start
 """
+
+
+def _marks(con: psycopg.Connection[Any]) -> dict[str, int]:
+    rows = con.execute("SELECT k, v FROM meta WHERE k LIKE 'rolled.%%'").fetchall()
+    return layout.marks_from_meta({str(k): str(v) for k, v in rows})
 
 
 def _case(seq: int, body: str) -> Case:

@@ -325,14 +325,19 @@ class PgStore:
             with con.transaction():
                 con.execute("SELECT pg_advisory_xact_lock(hashtext(%s || '.fold'))", [self.schema])
                 con.execute(_FOLD)
-                con.execute("ANALYZE buckets")
-                con.execute(
-                    "INSERT INTO meta SELECT 'folded_rows', greatest(reltuples, 0)::bigint::text "
-                    "FROM pg_class WHERE oid = 'buckets'::regclass "
-                    "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
-                )
+
+        def vacuum(con: psycopg.Connection[Any]) -> None:
+            # The fold leaves a dead tuple per merged row: reclaim them now (outside any
+            # transaction), or point reads walk them until autovacuum comes by.
+            con.execute("VACUUM (ANALYZE) buckets")
+            con.execute(
+                "INSERT INTO meta SELECT 'folded_rows', greatest(reltuples, 0)::bigint::text "
+                "FROM pg_class WHERE oid = 'buckets'::regclass "
+                "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+            )
 
         self._retry("fold", run)
+        self._retry("vacuum", vacuum)
 
     def compact_before(
         self,

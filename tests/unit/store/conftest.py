@@ -14,15 +14,22 @@ import pytest
 from riskstream.store.protocol import Store
 
 #: Every backend of the ``Store`` protocol.
-STORE_BACKENDS: list[str] = ["duckdb"]
+STORE_BACKENDS: list[str] = ["duckdb", "postgres"]
 
 
-def open_store(backend: str, where: Path) -> Store:
-    """A fresh, empty store of ``backend`` (``where`` is a new directory for it)."""
+def open_store(backend: str, where: Path, dsn: str | None = None) -> Store:
+    """A fresh, empty store of ``backend`` (``where`` is a new directory for it; ``dsn`` the
+    session's PostgreSQL cluster, each store in a schema of its own)."""
     if backend == "duckdb":
         from riskstream.store.duck import DuckDBStore
 
         return DuckDBStore(where / "data")
+    if backend == "postgres":
+        from riskstream.store.postgres import PgStore
+        from tests.postgres_cluster import unique_schema
+
+        assert dsn is not None
+        return PgStore(dsn, unique_schema("contract"), pipeline="p", engine="contract")
     raise AssertionError(f"no such store backend {backend!r}")
 
 
@@ -33,9 +40,11 @@ def store_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(store_backend: str, tmp_path: Path) -> Iterator[Store]:
-    """An empty store of the backend under test."""
-    s = open_store(store_backend, tmp_path)
+def store(store_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """An empty store of the backend under test (PostgreSQL: the session's cluster, which
+    fails the test if it cannot start)."""
+    dsn = request.getfixturevalue("pg_cluster").dsn if store_backend == "postgres" else None
+    s = open_store(store_backend, tmp_path, dsn)
     try:
         yield s
     finally:

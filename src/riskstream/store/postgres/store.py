@@ -18,7 +18,7 @@ import polars as pl
 import psycopg
 
 from riskstream.core import layout
-from riskstream.core.case import Case
+from riskstream.core.case import STATUS_OF_DECISION, Case, CaseQuery, Decision, StoredCase
 from riskstream.core.checkpoint import Checkpoint
 from riskstream.errors import StoreError
 from riskstream.store.postgres import derive, reads, write
@@ -235,6 +235,101 @@ class PgStore:
 
         return self._retry("query", read)  # type: ignore[no-any-return]
 
+    # ---- run state read by the runner --------------------------------------------------
+
+    def throttles(self) -> dict[tuple[str, str], int]:
+        """``(rule, key) -> until_ms`` of ``once_per`` rules (every engine's, merged)."""
+        rows = self.select("SELECT rule, key, until_ms FROM throttles")
+        return {(str(r), str(k)): int(u) for r, k, u in rows}
+
+    def rule_hits(self) -> dict[str, int]:
+        """Checkpointed hit count per rule (every engine's)."""
+        return {str(r): int(h) for r, h in self.select("SELECT rule, hits FROM rule_hits")}
+
+    def feature_values(self, metric: str, tier: str, since: int) -> pl.DataFrame:
+        """Values behind distinct features (``key, b, c``) with ``b >= since``."""
+        return self.frame(
+            "SELECT key, b, c FROM feature_values WHERE metric = ? AND tier = ? AND b >= ?",
+            [metric, tier, since],
+        )
+
+    # ---- the case queue ----------------------------------------------------------------
+
+    def find_cases(self, query: CaseQuery, limit: int, offset: int) -> tuple[int, list[StoredCase]]:
+        """How many cases match ``query``, and one page of them, newest event first."""
+        where: list[str] = ["TRUE"]
+        args: list[Any] = []
+        for column, value in (
+            ("rule", query.rule),
+            ("action", query.action),
+            ("status", query.status),
+        ):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.event_time_from is not None:
+            where.append("event_time >= ?")
+            args.append(query.event_time_from)
+        if query.event_time_to is not None:
+            where.append("event_time < ?")
+            args.append(query.event_time_to)
+        cond = " AND ".join(where)
+        total = self.select(f"SELECT count(*) FROM cases WHERE {cond}", args)
+        rows = self.select(
+            f"SELECT {_CASE_COLUMNS} FROM cases WHERE {cond} "
+            "ORDER BY event_time DESC, seq DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        )
+        return (int(total[0][0]) if total else 0), [_stored_case(r) for r in rows]
+
+    def get_case(self, case_id: str) -> StoredCase | None:
+        """One case of the queue, or None."""
+        rows = self.select(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = ?", [case_id])
+        return _stored_case(rows[0]) if rows else None
+
+    def decisions(self, case_id: str) -> list[Decision]:
+        """The decisions recorded on ``case_id``, oldest first."""
+        rows = self.select(
+            "SELECT decision, note, analyst, at_ms FROM decisions WHERE case_id = ? "
+            "ORDER BY at_ms, rowid",
+            [case_id],
+        )
+        return [
+            Decision(decision=str(d), note=n, analyst=str(a), at_ms=int(at)) for d, n, a, at in rows
+        ]
+
+    def record_decision(self, case_id: str, decision: Decision) -> bool:
+        """Record ``decision`` and the status it implies, in one transaction; False: no such case."""
+
+        def run(con: psycopg.Connection[Any]) -> bool:
+            with con.transaction():
+                found = con.execute(
+                    "SELECT 1 FROM cases WHERE case_id = %s FOR UPDATE", [case_id]
+                ).fetchone()
+                if found is None:
+                    return False
+                con.execute(
+                    "INSERT INTO decisions (case_id, decision, note, analyst, at_ms) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [case_id, decision.decision, decision.note, decision.analyst, decision.at_ms],
+                )
+                status = STATUS_OF_DECISION.get(decision.decision)
+                if status is not None:
+                    con.execute(
+                        "UPDATE cases SET status = %s WHERE case_id = %s", [status, case_id]
+                    )
+            return True
+
+        return bool(self._retry("recording a decision", run))
+
+    def ping(self) -> None:
+        """Raise StoreError when PostgreSQL cannot be reached and read."""
+        try:
+            with self.db.connection() as con:
+                con.execute("SELECT 1").fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL at {self.where}: {first_line(exc)}") from None
+
     # ---- the checkpoint transaction ----------------------------------------------------
 
     def write_checkpoint(self, cp: Checkpoint) -> None:
@@ -393,6 +488,25 @@ FROM w GROUP BY metric, key, tier, start
 def _marks(con: psycopg.Connection[Any]) -> dict[str, int]:
     rows = con.execute("SELECT k, v FROM meta WHERE k LIKE 'rolled.%%'").fetchall()
     return layout.marks_from_meta({str(k): str(v) for k, v in rows})
+
+
+_CASE_COLUMNS = "seq, case_id, rule, action, score, event_id, event_time, created_ms, status, body"
+
+
+def _stored_case(row: tuple[Any, ...]) -> StoredCase:
+    seq, case_id, rule, action, score, event_id, event_time, created_ms, status, body = row
+    return StoredCase(
+        seq=int(seq),
+        case_id=str(case_id),
+        rule=str(rule),
+        action=str(action),
+        score=float(score),
+        event_id=event_id,
+        event_time=int(event_time),
+        created_ms=int(created_ms or 0),
+        status=str(status or "open"),
+        body=str(body or ""),
+    )
 
 
 def _case(seq: int, body: str) -> Case:

@@ -7,9 +7,10 @@ Same meaning as the DuckDB store's tables, shaped for many concurrent writers:
   engines never wait for or deadlock with each other), readers merge the rows of a
   bucket, and :meth:`PgStore.fold` merges them into one row per bucket once the table has
   doubled (measured: appending is 2.5-5x cheaper for PostgreSQL than ``INSERT … ON
-  CONFLICT DO UPDATE``, whose updates cost twice an insert). Every tier is written
-  eagerly (no lazy roll-up: roll marks kept by one engine would race another engine's
-  late writes). The index (metric, key, tier, start) serves stitched queries; it is the
+  CONFLICT DO UPDATE``, whose updates cost twice an insert). Every tier is complete in
+  its own rows: engines send the finest tier and the store derives the coarse tiers in
+  the same transaction (``derive.py``; no lazy roll-up, whose marks would race between
+  engines). The index (metric, key, tier, start) serves stitched queries; it is the
   table's only index.
 * ``sketches`` is append-only (a distinct sketch's merge is a set union / HLL union that
   SQL cannot do in an upsert); readers merge the rows of a bucket.

@@ -12,7 +12,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,models]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,7 +53,7 @@ postgres-stop:
 	$(PYTHON) tools/postgres.py stop --data-dir .postgres
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,models,bench]'
 	$(BIN)/python bench/run.py --write BENCHMARKS.md
 
 clean:

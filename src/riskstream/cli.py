@@ -1,4 +1,5 @@
-"""The ``riskstream`` command line: demo, run, query, generate, validate, serve, backtest, label."""
+"""The ``riskstream`` command line: demo, run, query, generate, validate, serve, backtest,
+label, train, models."""
 
 from __future__ import annotations
 
@@ -299,6 +300,97 @@ def label(
 
     report = import_labels(load_spec(config), data_dir, file)
     out.print(report.line(), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def train(
+    config: SpecOpt,
+    model: Annotated[str, typer.Option("--model", help="Model name (DATA_DIR/models/NAME/vN).")],
+    from_time: Annotated[
+        str | None, typer.Option("--from", help="First event time of the training range.")
+    ] = None,
+    to_time: Annotated[
+        str | None, typer.Option("--to", help="End (exclusive) of the training range.")
+    ] = None,
+    features: Annotated[
+        str,
+        typer.Option("--features", help="auto, or feature expressions: card.count(1h),amount,..."),
+    ] = "auto",
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Train on these events instead of the archive (file:PATH)."),
+    ] = None,
+    data_dir: DataDirOpt = Path("riskstream-data"),
+    trees: Annotated[int, typer.Option("--trees", help="Boosting rounds.")] = 200,
+    threads: Annotated[int, typer.Option("--threads", help="LightGBM threads.")] = 1,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the model's meta as JSON.")
+    ] = None,
+) -> None:
+    """Train a model on the labelled events: a versioned model and its report."""
+    from riskstream.models.registry import models_root
+    from riskstream.query.range import parse_time
+    from riskstream.spec.load import load_spec
+    from riskstream.training.commands import run_train
+    from riskstream.training.train import Params
+
+    spec = load_spec(config)
+    if not model.isidentifier():
+        _fail(f"--model {model!r}: use a plain name (letters, digits, _)")
+    if trees < 1 or threads < 1:
+        _fail("--trees and --threads must be at least 1")
+    trained = run_train(
+        spec,
+        model=model,
+        data_dir=data_dir,
+        source_uri=source,
+        from_ms=parse_time(from_time) if from_time else None,
+        to_ms=parse_time(to_time) if to_time else None,
+        features=features,
+        params=Params(trees=trees, threads=threads),
+    )
+    m = trained.meta["metrics"]
+    par = ", ".join(f"{r}%: {p:.3f}" for r, p in m["precision_at_recall"].items())
+    out.print(
+        f"model {model} v{trained.version}: {len(trained.meta['features'])} features, "
+        f"test {m['events']:,} events ({m['fraud']:,} fraud) "
+        f"{trained.meta['test_range']['from']} – {trained.meta['test_range']['to']}\n"
+        f"  AUC-PR {m['auc_pr']:.4f}; precision at recall {par}\n"
+        f"  report: {trained.path / 'report.html'}\n"
+        f"  use it: models: {{{model}: {{version: {trained.version}}}}} in the spec "
+        f"(data dir {models_root(data_dir).parent})",
+        highlight=False,
+    )
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(trained.meta, option=orjson.OPT_INDENT_2))
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Trained models: list, compare.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("compare")
+def models_compare(
+    config: SpecOpt,
+    name: Annotated[str, typer.Argument(help="The model (its champion and shadow entries).")],
+    data_dir: DataDirOpt = Path("riskstream-data"),
+) -> None:
+    """Champion vs challenger on the same labelled events since the challenger started (JSON)."""
+    from riskstream.spec.load import load_spec
+    from riskstream.training.commands import compare
+
+    result = compare(load_spec(config), data_dir, name)
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@models_app.command("list")
+def models_list(data_dir: DataDirOpt = Path("riskstream-data")) -> None:
+    """Every stored model version with its test metrics (JSON)."""
+    from riskstream.training.commands import list_models
+
+    sys.stdout.write(
+        orjson.dumps(list_models(data_dir), option=orjson.OPT_INDENT_2).decode() + "\n"
+    )
 
 
 def _die(message: str, code: int = 2) -> NoReturn:

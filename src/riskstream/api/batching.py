@@ -31,6 +31,7 @@ from riskstream.core.events import RawBatch
 from riskstream.core.tiers import parse_duration
 from riskstream.engine.decode import Quarantined
 from riskstream.engine.single import scorer_for
+from riskstream.models.scoring import score_column
 
 #: The strongest action wins.
 ACTION_RANK: dict[str, int] = {"allow": 0, "tag": 1, "review": 2, "block": 3}
@@ -85,7 +86,7 @@ class Planner:
         spec = runner.spec
         self.time_field = spec.event.time
         self.lateness = parse_duration(spec.event.max_lateness)
-        used = {ref.metric for rule in runner.pipeline.rules for ref in rule.compiled.features}
+        used = {metric for metric, _tier in runner.pipeline._groups}  # rules' and models' features
         self.dims = {m: list(spec.metrics[m].dimension) for m in sorted(used) if m in spec.metrics}
 
     def keys(self, event: dict[str, Any]) -> list[tuple[str, str]] | None:
@@ -165,6 +166,7 @@ def score(runner: Any, id_field: str | None, items: Sequence[Item]) -> list[Scor
                     "score": max((r["score"] for r in rules_fired), default=0.0),
                     "rules_fired": rules_fired,
                     "features": {n: result.features[n] for n in names if n in result.features},
+                    "models": {m: result.row.get(score_column(m)) for m in pipeline.models.models},
                     "ingested": False,
                 }
             )

@@ -118,6 +118,10 @@ class DecideOut(BaseModel):
     score: float
     rules_fired: list[FiredRule]
     features: dict[str, float | int | None]
+    models: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="each spec model's calibrated score 0-1 (shadow models too; they never fire)",
+    )
     ingested: bool
     cases: list[dict[str, Any]] | None = None
 

@@ -21,22 +21,25 @@ class Case(msgspec.Struct, frozen=True, kw_only=True):
     features: dict[str, Any]
     event: dict[str, Any]
     seq: int = 0
+    #: per model the case's event was scored with: model, version, score, top features
+    models: dict[str, Any] | None = None
 
     def body(self) -> bytes:
         """The JSON delivered to sinks (one line in a file, the webhook POST body)."""
-        return _ENCODER.encode(
-            {
-                "case_id": self.case_id,
-                "pipeline": self.pipeline,
-                "rule": self.rule,
-                "action": self.action,
-                "score": self.score,
-                "event_id": self.event_id,
-                "event_time": self.event_time,
-                "features": self.features,
-                "event": self.event,
-            }
-        )
+        body: dict[str, Any] = {
+            "case_id": self.case_id,
+            "pipeline": self.pipeline,
+            "rule": self.rule,
+            "action": self.action,
+            "score": self.score,
+            "event_id": self.event_id,
+            "event_time": self.event_time,
+            "features": self.features,
+            "event": self.event,
+        }
+        if self.models is not None:
+            body["models"] = self.models
+        return _ENCODER.encode(body)
 
 
 _ENCODER = msgspec.json.Encoder()

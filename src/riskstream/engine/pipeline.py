@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 
@@ -35,7 +36,8 @@ from riskstream.engine.decode import (
     wall_clock_ms,
 )
 from riskstream.engine.metrics import CompiledMetric, Pending
-from riskstream.rules import CompiledExpr, ListRegistry
+from riskstream.models.scoring import BatchScores, ModelSet
+from riskstream.rules import CompiledExpr, FeatureRef, ListRegistry, model_column
 from riskstream.spec.check import compile_rules, compile_wheres, feature_tier
 from riskstream.spec.model import PipelineSpec
 
@@ -53,6 +55,9 @@ class BatchOutcome:
     #: The accepted events as decoded (``_id``, ``_t``, ``_seq``, ``_raw`` and the fields read)
     #: plus one column per feature; the archive and the lab's replay read it.
     frame: pl.DataFrame | None = None
+    #: every model's score of every event: event_id, event_time, entry, model, version, shadow,
+    #: score, label (the spec's label field, when it has one)
+    model_scores: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class _Hit:
     throttle_key: str | None
     features: dict[str, Any]
     event: dict[str, Any]
+    #: per live model: version, score and top contributing features (None without models)
+    models: dict[str, Any] | None = None
 
 
 @dataclass
@@ -108,11 +115,17 @@ class Pipeline:
         base_dir: Path | None = None,
         *,
         clock: Callable[[], int] = wall_clock_ms,
+        models_dir: Path | None = None,
     ) -> None:
         self.spec = spec
         #: the wall clock (epoch ms) that ``event.max_future`` is measured from
         self.clock = clock
         self.base_dir = base_dir or Path.cwd()
+        #: ``DATA_DIR/models``: where the spec's ``models:`` are loaded from
+        self.models_dir = models_dir
+        self.models = ModelSet(spec, models_dir)
+        #: extra features computed on every batch (training computes the model's candidates)
+        self.extra_features: list[FeatureRef] = []
         self.lists = _registry(spec, self.base_dir)
         wheres = compile_wheres(spec)
         self.metrics = [
@@ -149,26 +162,27 @@ class Pipeline:
         ]
         groups: dict[tuple[str, str], _FeatureGroup] = {}
         lateness = parse_duration(spec.event.max_lateness)
-        for rule in self.rules:
-            for ref in rule.compiled.features:
-                tier = feature_tier(spec, ref.window_ms)
-                key = (ref.metric, tier)
-                horizon = ref.window_ms + min(lateness, spec.retention_ms(tier))
-                old = getattr(self, "_groups", {}).get(key)
-                group = groups.setdefault(
-                    key,
-                    _FeatureGroup(
-                        ref.metric,
-                        tier,
-                        [],
-                        horizon,
-                        old.tail if old else [],
-                        old.values if old else [],
-                    ),
-                )
-                group.horizon_ms = max(group.horizon_ms, horizon)
-                if all(r.name != ref.name for r in group.requests):
-                    group.requests.append(feat.Request(ref.name, ref.stat, ref.window_ms))
+        refs = [ref for rule in self.rules for ref in rule.compiled.features]
+        refs += self.models.feature_refs + self.extra_features
+        for ref in refs:
+            tier = feature_tier(spec, ref.window_ms)
+            key = (ref.metric, tier)
+            horizon = ref.window_ms + min(lateness, spec.retention_ms(tier))
+            old = getattr(self, "_groups", {}).get(key)
+            group = groups.setdefault(
+                key,
+                _FeatureGroup(
+                    ref.metric,
+                    tier,
+                    [],
+                    horizon,
+                    old.tail if old else [],
+                    old.values if old else [],
+                ),
+            )
+            group.horizon_ms = max(group.horizon_ms, horizon)
+            if all(r.name != ref.name for r in group.requests):
+                group.requests.append(feat.Request(ref.name, ref.stat, ref.window_ms))
         self._groups = groups
 
     def _decoder(self, spec: PipelineSpec) -> Decoder:
@@ -182,6 +196,11 @@ class Pipeline:
             max_depth=spec.event.max_depth,
             clock=self.clock,
         )
+
+    def add_features(self, refs: list[FeatureRef]) -> None:
+        """Compute these features on every batch too (training asks for its candidates)."""
+        self.extra_features = list(dict.fromkeys([*self.extra_features, *refs]))
+        self._install_rules(self.spec)
 
     def _needed_fields(self) -> dict[str, str]:
         declared = self.spec.event.fields or {}
@@ -202,13 +221,23 @@ class Pipeline:
         for r in self.rules:
             if r.throttle_key:
                 add(r.throttle_key, "str")
+        for f in self.models.fields:
+            add(f, "any")
+        if self.spec.labels.field:
+            add(self.spec.labels.field, "any")
         return need
 
     def _all_expressions(self) -> list[CompiledExpr]:
         return [r.compiled for r in self.rules] + list(compile_wheres(self.spec).values())
 
     def reload(self, spec: PipelineSpec) -> None:
-        """Switch to ``spec``'s rules and lists (metrics, tiers and event shape must be unchanged)."""
+        """Switch to ``spec``'s rules, lists and models (metrics, tiers, event shape unchanged).
+
+        A model that cannot be loaded raises ModelError before anything changed: the
+        engine keeps its previous rules and models.
+        """
+        models = ModelSet(spec, self.models_dir, previous=self.models)
+        self.models = models
         self.lists = _registry(spec, self.base_dir)
         self.spec = spec
         self._install_rules(spec)
@@ -244,6 +273,7 @@ class Pipeline:
         contribs = {m.name: m.contributions(frame, self.lists) for m in self.metrics}
         features = self._features(frame, contribs)
         full = frame.hstack(features.get_columns()) if features.width else frame
+        full, _ = self.score_models(full, observe=False)
         fired = {
             r.name: full.select(r.compiled.expr(self.lists).fill_null(False).alias("f"))["f"]
             for r in self.rules
@@ -282,12 +312,14 @@ class Pipeline:
         outcomes = [self.process(part) for part in _split(batch, half)]
         times = [o.max_time for o in outcomes if o.max_time is not None]
         frames = [o.frame for o in outcomes if o.frame is not None and o.frame.height]
+        scores = [o.model_scores for o in outcomes if o.model_scores is not None]
         return BatchOutcome(
             sum(o.events for o in outcomes),
             [q for o in outcomes for q in o.quarantined],
             [c for o in outcomes for c in o.cases],
             max(times) if times else None,
             pl.concat(frames, how="vertical_relaxed") if frames else None,
+            pl.concat(scores) if scores else None,
         )
 
     def _process(self, lines_batch: RawBatch) -> BatchOutcome:
@@ -299,8 +331,9 @@ class Pipeline:
             return BatchOutcome(0, decoded.quarantined, [], None)
         contribs = {m.name: m.contributions(frame, self.lists) for m in self.metrics}
         features = self._features(frame, contribs)
-        scored = frame.hstack(features.get_columns()) if features.width else frame
-        fired = self._fired(scored)
+        full = frame.hstack(features.get_columns()) if features.width else frame
+        full, scored = self.score_models(full)
+        fired = self._fired(full, scored)
         max_t = frame[TIME].max()
         assert isinstance(max_t, int)
         # Everything that can fail on odd input is behind us: apply the batch to the state.
@@ -312,7 +345,26 @@ class Pipeline:
         self._advance_tails(contribs)
         self.watermark = max_t if self.watermark is None else max(self.watermark, max_t)
         self._committing = False
-        return BatchOutcome(frame.height, decoded.quarantined, cases, max_t, scored)
+        return BatchOutcome(
+            frame.height,
+            decoded.quarantined,
+            cases,
+            max_t,
+            frame=full,
+            model_scores=_score_records(full, scored, self.models, self.spec.labels.field),
+        )
+
+    def score_models(
+        self, frame: pl.DataFrame, *, observe: bool = True
+    ) -> tuple[pl.DataFrame, BatchScores | None]:
+        """``frame`` with ``model.NAME`` (null for a shadow) and ``_score.NAME`` columns.
+
+        One feature matrix and one predict call per model; ``observe`` feeds the drift monitor.
+        """
+        if not self.models:
+            return frame, None
+        full, scored = self.models.apply(frame, self.lists, observe=observe)
+        return full, scored
 
     def _features(self, frame: pl.DataFrame, contribs: dict[str, pl.DataFrame]) -> pl.DataFrame:
         cols: list[pl.Series] = []
@@ -357,7 +409,35 @@ class Pipeline:
                         keyed(pl.concat(group.values).filter(pl.col("b") >= cutoff).unique())
                     ]
 
-    def _fired(self, frame: pl.DataFrame) -> list[tuple[_RuleRuntime, list[_Hit]]]:
+    def _explain(self, scored: BatchScores | None, rows: pl.Series) -> list[dict[str, Any]] | None:
+        """Per row raising a case: each live model's version, score and top features."""
+        if scored is None:
+            return None
+        idx = rows.to_numpy()
+        per_entry = {}
+        for entry, model in self.models.models.items():
+            if self.models.shadow[entry]:
+                continue
+            top = model.explain(scored.matrices[entry][idx])
+            per_entry[entry] = (model, scored.scores[entry][idx], top)
+        if not per_entry:
+            return None
+        return [
+            {
+                entry: {
+                    "model": m.name,
+                    "version": m.version,
+                    "score": float(s[j]),
+                    "top_features": top[j],
+                }
+                for entry, (m, s, top) in per_entry.items()
+            }
+            for j in range(len(idx))
+        ]
+
+    def _fired(
+        self, frame: pl.DataFrame, scored: BatchScores | None = None
+    ) -> list[tuple[_RuleRuntime, list[_Hit]]]:
         """Per rule, the events it fired on, with case bodies checked to serialize (no state change)."""
         if not self.rules:
             return []
@@ -372,12 +452,14 @@ class Pipeline:
             if not rows.len():
                 continue
             feat_names = [f.name for f in rule.compiled.features]
+            feat_names += [model_column(m) for m in rule.compiled.models]
             cols = [EID, TIME, RAW, *feat_names]
             if rule.throttle_key:
                 cols.append(rule.throttle_key)
             sel = frame[rows].select(list(dict.fromkeys(cols)))
+            explained = self._explain(scored, rows)
             found: list[_Hit] = []
-            for row in sel.iter_rows(named=True):
+            for j, row in enumerate(sel.iter_rows(named=True)):
                 event = orjson.loads(row[RAW])
                 features = {n: row[n] for n in feat_names}
                 Case(
@@ -390,9 +472,19 @@ class Pipeline:
                     event_time=0,
                     features=features,
                     event=event,
+                    models=explained[j] if explained is not None else None,
                 ).body()  # raises here, on the engine thread, if the body cannot be written
                 tkey = str(row[rule.throttle_key]) if rule.throttle_key else None
-                found.append(_Hit(str(row[EID]), int(row[TIME]), tkey, features, event))
+                found.append(
+                    _Hit(
+                        str(row[EID]),
+                        int(row[TIME]),
+                        tkey,
+                        features,
+                        event,
+                        explained[j] if explained is not None else None,
+                    )
+                )
             out.append((rule, found))
         return out
 
@@ -426,6 +518,7 @@ class Pipeline:
                         features=hit.features,
                         event=hit.event,
                         seq=self.next_case_seq,
+                        models=hit.models,
                     )
                 )
                 self.next_case_seq += 1
@@ -509,6 +602,49 @@ class Pipeline:
     def feature_slots(self) -> dict[tuple[str, str], int]:
         """(metric, tier) -> horizon in ms, for loading feature tails from the store."""
         return {k: g.horizon_ms for k, g in self._groups.items()}
+
+
+def _label(field: str | None) -> pl.Expr:
+    """0/1 from the event's label field (``true``/``false``/``1``/``0``), else null."""
+    if field is None:
+        return pl.lit(None, pl.Int8)
+    text = pl.col(RAW).cast(pl.String).str.json_path_match(f"$.{field}").str.to_lowercase()
+    return (
+        pl.when(text.is_in(["true", "1", "1.0"]))
+        .then(pl.lit(1, pl.Int8))
+        .when(text.is_in(["false", "0", "0.0"]))
+        .then(pl.lit(0, pl.Int8))
+        .otherwise(pl.lit(None, pl.Int8))
+    )
+
+
+def _score_records(
+    frame: pl.DataFrame, scored: BatchScores | None, models: ModelSet, label_field: str | None
+) -> pl.DataFrame | None:
+    """Every model's score of every event of the batch (long form), for the score records."""
+    if scored is None or not scored.scores:
+        return None
+    label = frame.select(_label(label_field).cast(pl.Float64))[0].to_series()
+    parts = []
+    for entry, s in scored.scores.items():
+        m = models.models[entry]
+        parts.append(
+            pl.DataFrame(
+                {
+                    "event_id": frame[EID],
+                    "event_time": frame[TIME],
+                    "entry": pl.repeat(entry, frame.height, eager=True, dtype=pl.String),
+                    "model": pl.repeat(m.name, frame.height, eager=True, dtype=pl.String),
+                    "version": pl.repeat(m.version, frame.height, eager=True, dtype=pl.Int64),
+                    "shadow": pl.repeat(
+                        models.shadow[entry], frame.height, eager=True, dtype=pl.Boolean
+                    ),
+                    "score": pl.Series(np.asarray(s), dtype=pl.Float64),
+                    "label": label,
+                }
+            )
+        )
+    return pl.concat(parts)
 
 
 def _registry(spec: PipelineSpec, base_dir: Path) -> ListRegistry:

@@ -457,6 +457,7 @@ class SingleScorer:
         lists = p.lists
         stamp: tuple[object, ...] = (
             p.rules,
+            p.models,
             p.metrics,
             p._groups,
             p.decoder,
@@ -482,8 +483,9 @@ class SingleScorer:
         if fields is not None:
             # the time field is decoded as text, whatever its declared type: Polars casts it
             fields = {k: v for k, v in fields.items() if k != p.decoder.time_field}
-        py_rules: list[Callable[[Mapping[str, Any]], bool]] | None = []
-        for r in p.rules:
+        # with models, rules read model columns: the Polars form scores them in one call
+        py_rules: list[Callable[[Mapping[str, Any]], bool]] | None = None if p.models else []
+        for r in p.rules if py_rules is not None else []:
             fn = compile_py(r.compiled.text, fields, lists)
             if fn is None or py_rules is None:
                 py_rules = None
@@ -639,6 +641,7 @@ class SingleScorer:
             for name, col in zip(names, columns, strict=True)
         ]
         full = frame.hstack(features) if features else frame
+        full, _ = self.pipeline.score_models(full, observe=False)
         fired: list[list[Any]] = []
         if plan.rules:
             flags = full.select(plan.rules)

@@ -135,6 +135,7 @@ def replay(
             "rules": internal,
             "sinks": [],
             "archive": None,
+            "models": {},  # features and rules only (rules reading model.NAME: not replayed)
         }
     )
     pipeline = Pipeline(sub, base_dir)

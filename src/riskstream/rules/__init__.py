@@ -11,6 +11,8 @@ Language
 * ``and or not`` (Kleene logic), ``== != < <= > >=`` (no chaining), ``+ - * /``, unary ``-``, ``( )``
 * ``x in LIST`` / ``x not in LIST``: LIST is a named list or an inline ``['a', 'b']`` / ``[1, 2.5]``
 * ``contains_any(text, LIST)``: case-insensitive, whole-word keyword/phrase match
+* models: ``model.NAME`` reads the calibrated score (0-1) of the spec's model ``NAME``
+  (column ``model.NAME``; ``CompiledExpr.models`` lists the models an expression reads)
 * ``abs(x) lower(s) upper(s) len(s) coalesce(a, b, ...) is_null(x)``
 * keywords (``and or not in true false null``) are case-insensitive and reserved
 
@@ -50,6 +52,7 @@ from riskstream.rules.compiler import (
     FeatureRef,
     RuleContext,
     compile_expression,
+    model_column,
 )
 from riskstream.rules.lists import ListLoadError, ListRegistry, ListValues, PreparedList
 from riskstream.rules.parser import ExpressionError
@@ -65,4 +68,5 @@ __all__ = [
     "PreparedList",
     "RuleContext",
     "compile_expression",
+    "model_column",
 ]

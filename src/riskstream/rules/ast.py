@@ -44,6 +44,13 @@ class Feature(Node):
 
 
 @dataclass(frozen=True)
+class ModelRef(Node):
+    """``model.NAME``: the calibrated score (0-1) of the spec's model ``NAME`` for the event."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Unary(Node):
     """``-x`` or ``not x``; ``col`` is the operator's column."""
 

@@ -20,6 +20,7 @@ from riskstream.rules.ast import (
     ListLiteral,
     Literal,
     Membership,
+    ModelRef,
     Name,
     Node,
     Unary,
@@ -61,6 +62,13 @@ class RuleContext:
     fields: Mapping[str, str] | None
     metrics: Mapping[str, frozenset[str]] = field(default_factory=dict)
     lists: Mapping[str, str] = field(default_factory=dict)
+    #: names of the spec's models, read as ``model.NAME``
+    models: frozenset[str] = frozenset()
+
+
+def model_column(name: str) -> str:
+    """The DataFrame column holding model ``name``'s score: ``model.NAME``."""
+    return f"model.{name}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class CompiledExpr:
     #: "bool", "num", "str", "any" or "null"
     result_type: str
     _build: Builder = field(repr=False, compare=False)
+    #: models read as ``model.NAME``, in order of first appearance
+    models: tuple[str, ...] = ()
 
     def expr(self, lists: ListValues) -> pl.Expr:
         """The polars expression over a frame of event fields plus one column per ``FeatureRef.name``.
@@ -106,6 +116,7 @@ def compile_expression(
         lists=tuple(checker.lists),
         result_type="bool" if expect_bool else typed.type,
         _build=build,
+        models=tuple(checker.models),
     )
 
 
@@ -130,6 +141,7 @@ class _Checker:
         self.features: dict[FeatureRef, None] = {}
         self.fields: dict[str, None] = {}
         self.lists: dict[str, None] = {}
+        self.models: dict[str, None] = {}
 
     def check(self, node: Node) -> Typed:
         """Type and builder of ``node``; raises ExpressionError at the offending column."""
@@ -139,6 +151,8 @@ class _Checker:
             return self._field(node)
         if isinstance(node, Feature):
             return self._feature(node)
+        if isinstance(node, ModelRef):
+            return self._model(node)
         if isinstance(node, Unary):
             return self._unary(node)
         if isinstance(node, Binary):
@@ -212,6 +226,17 @@ class _Checker:
             lambda _l: pl.col(column).cast(pl.Float64, strict=False).replace(NAN, None),
             node.col,
         )
+
+    def _model(self, node: ModelRef) -> Typed:
+        """``model.NAME``: the model's calibrated score column (Float64, 0-1)."""
+        if not self.allow_features:
+            raise ExpressionError(node.col, f"model.{node.name} is not allowed here")
+        if node.name not in self.ctx.models:
+            known = ", ".join(sorted(self.ctx.models)) or "none in the spec's models:"
+            raise ExpressionError(node.col, f"unknown model {node.name!r} (known: {known})")
+        self.models[node.name] = None
+        column = model_column(node.name)
+        return Typed("num", lambda _l: pl.col(column).cast(pl.Float64, strict=False), node.col)
 
     def _unary(self, node: Unary) -> Typed:
         """``not x`` (Kleene: not null is null) or ``-x``."""

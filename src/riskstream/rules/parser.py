@@ -19,6 +19,7 @@ from riskstream.rules.ast import (
     ListLiteral,
     Literal,
     Membership,
+    ModelRef,
     Name,
     Node,
     Unary,
@@ -58,6 +59,7 @@ _GRAMMAR = r"""
      | NULL -> null
      | NAME -> name
      | NAME DOT NAME LPAR WINDOW RPAR -> feature
+     | NAME DOT NAME -> dotted
      | NAME LPAR [or_expr (COMMA or_expr)*] RPAR -> call
      | LSQB [item (COMMA item)*] RSQB -> list_lit
      | LPAR or_expr RPAR
@@ -140,6 +142,10 @@ def parse(text: str) -> Node:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
+    for dotted in tree.find_data("dotted"):
+        first, _dot, last = (t for t in dotted.children if isinstance(t, Token))
+        if first.value != "model":  # ``metric.stat`` without its window
+            raise _missing_window(text, (last.end_pos or 0))
     try:
         node = _build(tree)
     except RecursionError:
@@ -186,6 +192,18 @@ def _check_size(root: Node) -> None:
         elif isinstance(node, ListLiteral):
             kids = node.items
         stack.extend((k, depth + 1) for k in kids)
+
+
+def _missing_window(text: str, end: int) -> ExpressionError:
+    """``card.count`` with no ``(window)``: said as the parser says other missing tokens."""
+    rest = text[end:]
+    pos = end + len(rest) - len(rest.lstrip())
+    if pos >= len(text):
+        return ExpressionError(len(text) + 1, "unexpected end of expression; expected '('")
+    word = re.match(r"\w+|\S", text[pos:])
+    found = word.group(0) if word else text[pos]
+    what = f"name {found!r}" if found[0].isalpha() or found[0] == "_" else repr(found)
+    return ExpressionError(pos + 1, f"unexpected {what}; expected '('")
 
 
 def _expected_words(expected: set[str] | frozenset[str]) -> str:
@@ -321,6 +339,8 @@ def _build(item: Tree[Token] | Token) -> Node:
         return Feature(
             _col(metric), metric.value, stat.value, window.value, _col(stat), _col(window)
         )
+    if kind == "dotted":
+        return ModelRef(_col(item), tokens[2].value)
     if kind == "call":
         return Call(_col(item), tokens[0].value, tuple(_build(t) for t in subtrees))
     if kind == "list_lit":

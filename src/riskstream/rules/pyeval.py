@@ -24,6 +24,7 @@ from riskstream.rules.ast import (
     ListLiteral,
     Literal,
     Membership,
+    ModelRef,
     Name,
     Node,
     Unary,
@@ -96,6 +97,14 @@ class _Compiler:
                 return None if math.isnan(x) else x
 
             return "num", feature
+        if isinstance(node, ModelRef):
+            column = f"model.{node.name}"
+
+            def model_score(row: Mapping[str, Any]) -> Any:
+                v = row.get(column)
+                return None if v is None else float(v)
+
+            return "num", model_score
         if isinstance(node, Unary):
             kind, inner = self.node(node.operand)
             if node.op == "-":

@@ -27,6 +27,8 @@ from riskstream.engine.pipeline import Pipeline
 from riskstream.errors import SpecError
 from riskstream.lab.archive import for_spec as archive_for_spec
 from riskstream.lab.archiving import ArchiveLog
+from riskstream.models.records import ScoreLog
+from riskstream.models.registry import models_root
 from riskstream.runners.lock import DataDirLock
 from riskstream.runners.quarantine import QuarantineFile
 from riskstream.runners.writer import CheckpointWriter
@@ -104,7 +106,10 @@ class EmbeddedRunner:
         self.on_batch = on_batch
         self.log = log or (lambda msg: None)
         self.stats = RunStats()
-        self.pipeline = Pipeline(spec, spec_path.parent if spec_path else None)
+        self.pipeline = Pipeline(
+            spec, spec_path.parent if spec_path else None, models_dir=models_root(data_dir)
+        )
+        self.score_log = ScoreLog(models_root(data_dir))
         self._stop = False
         #: True from the end of recovery until the loop ends (the API's readiness).
         self.running = False
@@ -161,6 +166,7 @@ class EmbeddedRunner:
             if self.archive is not None:
                 self.archive.add(outcome.frame)
             self._api_cases.extend(outcome.cases)
+            self.score_log.add(outcome.model_scores)
             self.stats.events += outcome.events
             for q in outcome.quarantined:
                 self.stats.quarantined[q.code] += 1
@@ -303,6 +309,7 @@ class EmbeddedRunner:
                     self.stats.quarantined[q.code] += 1
                 self._quarantined.extend(outcome.quarantined)
                 self._cases.extend(outcome.cases)
+                self.score_log.add(outcome.model_scores)
                 for c in outcome.cases:
                     self.stats.cases_by_rule[c.rule] += 1
                 self.stats.cases += len(outcome.cases)
@@ -347,6 +354,7 @@ class EmbeddedRunner:
         """Checkpoint what is pending on ``self`` and start a new pending set."""
         cases, quarantined = self._cases, self._quarantined
         self._cases, self._quarantined = [], []
+        self.score_log.flush()
         self._checkpoint(store, cases, quarantined)
         self._since_events, self._dirty = 0, False
         self._last_cp = time.monotonic()
@@ -452,7 +460,14 @@ class EmbeddedRunner:
             return
         self.spec = new
         self.stats.reloads += 1
-        self.log(f"spec reloaded: {len(new.rules)} rules, {len(new.lists)} lists")
+        models = ", ".join(
+            f"{e} v{m.version}{' (shadow)' if self.pipeline.models.shadow[e] else ''}"
+            for e, m in self.pipeline.models.models.items()
+        )
+        self.log(
+            f"spec reloaded: {len(new.rules)} rules, {len(new.lists)} lists"
+            + (f", models {models}" if models else "")
+        )
 
 
 def _check_reloadable(old: PipelineSpec, new: PipelineSpec) -> None:

@@ -21,7 +21,12 @@ def rule_context(spec: PipelineSpec) -> RuleContext:
         if spec.event.id:
             fields.setdefault(spec.event.id, "str")
     metrics = {name: frozenset(m.stats) | {"count"} for name, m in spec.metrics.items()}
-    return RuleContext(fields=fields, metrics=metrics, lists={name: "str" for name in spec.lists})
+    return RuleContext(
+        fields=fields,
+        metrics=metrics,
+        lists={name: "str" for name in spec.lists},
+        models=frozenset(spec.models),
+    )
 
 
 def feature_tier(spec: PipelineSpec, window_ms: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -168,6 +169,18 @@ class ReviewSpec(_Model):
     four_eyes: bool = True
 
 
+class ModelEntrySpec(_Model):
+    """A trained model the rules read as ``model.NAME`` (a calibrated probability 0-1).
+
+    ``model`` names the model under ``DATA_DIR/models/`` (default: the entry's own name), so a
+    champion and a shadow challenger can be two entries on two versions of one model.
+    """
+
+    version: int | Literal["latest"] = "latest"
+    shadow: bool = False
+    model: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class PipelineSpec(_Model):
     """A whole pipeline: source, event shape, tiers, metrics, lists, rules, sinks."""
 
@@ -184,6 +197,7 @@ class PipelineSpec(_Model):
     sinks: list[SinkSpec] = Field(default_factory=list)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     store: StoreSpec = Field(default_factory=StoreSpec)
+    models: dict[str, ModelEntrySpec] = Field(default_factory=dict)
     batch_size: int = Field(default=20_000, ge=1, le=1_000_000)
     archive: ArchiveSpec | None = None
     labels: LabelsSpec = Field(default_factory=LabelsSpec)
@@ -197,6 +211,14 @@ class PipelineSpec(_Model):
         if len(set(v)) != len(v):
             raise ValueError("tiers repeat")
         return sorted(v, key=TIER_ORDER.index)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, v: dict[str, ModelEntrySpec]) -> dict[str, ModelEntrySpec]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"model name {name!r} must be a plain identifier")
+        return v
 
     @field_validator("retention")
     @classmethod

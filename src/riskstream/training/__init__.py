@@ -1,0 +1,1 @@
+"""Training models on the analysts' labels: the training set, LightGBM, the report, comparisons."""

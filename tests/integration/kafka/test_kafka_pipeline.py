@@ -224,8 +224,16 @@ def test_sigkill_at_random_moments_stays_exact(dataset: dict[str, Any]) -> None:
     while True:
         proc = start_engine(spec, tmp / "killed", "--until-end")
         if len(kills) < 3:
-            # After the first start the group needs ~6 s (session timeout) to drop the killed member.
-            time.sleep(rnd.uniform(2.5, 4.0) if not kills else rnd.uniform(7.5, 9.5))
+            # Kill at a random moment after this start has committed something of its own (a
+            # fixed sleep raced the engine's start-up on a loaded machine; after a kill the group
+            # also needs ~6 s, the session timeout, to drop the killed member).
+            before = kills[-1] if kills else 0
+            deadline = time.monotonic() + 180
+            while proc.poll() is None and time.monotonic() < deadline:
+                if sum(committed(bootstrap, group, dataset["topic"]).values()) > before:
+                    break
+                time.sleep(0.5)
+            time.sleep(rnd.uniform(0.2, 1.5))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()

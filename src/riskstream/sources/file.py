@@ -39,6 +39,9 @@ class _LineReader:
         self.max_line = max_line
         #: inside an oversized line: its kept prefix and its length so far
         self._long: tuple[bytes, int] | None = None
+        #: blocks read since the last newline (joined once the line ends)
+        self._parts: list[bytes] = []
+        self._held = 0
         self.label = label
         self.part = part
         self.offset = offset  # offset of the first byte of ``self.buf``
@@ -68,8 +71,10 @@ class _LineReader:
                 lines.extend(p[:-1] if p.endswith(b"\r") else p for p in take)
                 self.offset += len(chunk)
                 continue
-            if self._long is None and len(self.buf) > self.max_line:
-                self._long, self.buf = (self.buf[:PREFIX_BYTES], len(self.buf)), b""
+            if self._long is None and len(self.buf) + self._held > self.max_line:
+                head = b"".join([self.buf, *self._parts])
+                self._long, self.buf = (head[:PREFIX_BYTES], len(head)), b""
+                self._parts, self._held = [], 0
                 continue
             data = self._read(_BLOCK)
             if data and self._long is not None:
@@ -88,7 +93,12 @@ class _LineReader:
                 self._long, self.buf = None, data[nl + 1 :]
                 continue
             if data:
-                self.buf += data
+                if b"\n" in data:  # one join per line end: linear, never ``buf += data`` per block
+                    self.buf = b"".join([self.buf, *self._parts, data])
+                    self._parts, self._held = [], 0
+                else:
+                    self._parts.append(data)
+                    self._held += len(data)
                 continue
             # End of the data available now.
             if self._long is not None and (self.until_end or self.eof):
@@ -98,6 +108,9 @@ class _LineReader:
                 lines.append(prefix)
                 self.offset += size
                 self._long = None
+            if self._parts:
+                self.buf = b"".join([self.buf, *self._parts])
+                self._parts, self._held = [], 0
             if self.until_end or self.eof:
                 if self.buf:
                     starts.append(self.offset)
@@ -149,6 +162,7 @@ class FileSource:
         self._reader.offset = offset
         self._reader.buf = b""
         self._reader._long = None
+        self._reader._parts, self._reader._held = [], 0
 
     def read_batch(self, max_events: int, timeout_s: float) -> RawBatch | None:
         """Up to ``max_events`` lines."""

@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
+	$(BIN)/python -m pip install -q -e '.[dev,spark]'
 	$(BIN)/python tools/kafka.py fetch
 	sh tools/ensure-chromium.sh
 	$(BIN)/python -m pytest tests
@@ -35,6 +36,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
 integration: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,spark]'
 	$(BIN)/python tools/kafka.py fetch
 	$(BIN)/python -m pytest tests/integration
 

@@ -1,0 +1,319 @@
+"""What Spark executors run on each micro-batch: Arrow in, Arrow out, the engine's own functions.
+
+Each function takes one Spark partition's rows (all of them: the ``mapInArrow`` iterator is
+drained) and is vectorized over it (Polars/NumPy), one Python call per partition per batch,
+never one per key or per event:
+
+* :func:`decode_part` decodes the raw events and returns, per event, its time, its key for
+  every metric (the shuffle keys) or its quarantine reason;
+* :func:`metric_part` runs on the rows of one metric's keys (after a shuffle by that key):
+  the events of the batch plus the keys' recent state from the store, and computes the exact
+  sliding features of every feature group of the metric (``engine.features`` /
+  ``engine.distinct_features``) and the bucket partials (``engine.metrics.Pending``);
+* :func:`rules_part` joins nothing: it evaluates the rules on events that already carry all
+  their features and keeps the rows where some rule fires (the driver makes the cases).
+
+Ingestion order (the order the embedded engine's timestamp merge would give, see
+``docs/spark.md``) is the sort by (``_pmax``, ``_part``, ``_off``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from riskstream.engine import distinct_features as dfeat
+from riskstream.engine import features as feat
+from riskstream.engine.decode import SEQ, TIME
+from riskstream.engine.metrics import Pending
+from riskstream.engine.pipeline import Pipeline
+from riskstream.engine.tiers import KEY
+from riskstream.sources.base import RawBatch
+from riskstream.spec.model import PipelineSpec
+
+#: Columns of an event row as it travels between stages.
+ORDER = ["_pmax", "_part", "_off"]
+EVENT_COLS = {
+    "_seq": pa.int64(),
+    "_pmax": pa.int64(),
+    "_part": pa.string(),
+    "_off": pa.int64(),
+    "_pos": pa.string(),
+    "_value": pa.binary(),
+}
+#: Row kinds in a metric stage's input: batch event, numeric state row, distinct value row.
+EVENT, STATE, VALUES = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What every task of one micro-batch needs (pickled into the tasks).
+
+    ``spec`` has its lists inlined (the driver read the files), so executors need no files.
+    """
+
+    spec: PipelineSpec
+    watermark: int | None
+    available: dict[str, int]
+    rolled: dict[str, int]
+
+    def pipeline(self) -> Pipeline:
+        """A fresh engine for this spec, at this batch's watermark (decoder and feature groups)."""
+        p = Pipeline(self.spec)
+        p.watermark = self.watermark
+        return p
+
+
+def metric_key_col(i: int) -> str:
+    """The column holding metric number ``i``'s key in the decoded rows."""
+    return f"_k{i}"
+
+
+def feature_type(stat: str) -> pa.DataType:
+    """Spark/Arrow type of a feature column: counts are integers, the rest floats."""
+    return pa.int64() if stat in ("count", "distinct") else pa.float64()
+
+
+def feature_schema(
+    pipe: Pipeline, metrics: Sequence[str] | None = None
+) -> list[tuple[str, pa.DataType]]:
+    """(name, type) of the feature columns of ``metrics``' groups (all if None), in order."""
+    out: dict[str, pa.DataType] = {}
+    for (m, _tier), group in pipe._groups.items():
+        if metrics is not None and m not in metrics:
+            continue
+        for req in group.requests:
+            out[req.name] = feature_type(req.stat)
+    return list(out.items())
+
+
+def safe_names(pipe: Pipeline) -> dict[str, str]:
+    """Feature name -> its column name in Spark (``card.count(1m)`` -> ``_f0``: Spark resolves
+    dots in column names as struct fields)."""
+    return {name: f"_f{j}" for j, (name, _) in enumerate(feature_schema(pipe))}
+
+
+def decode_schema(spec: PipelineSpec) -> pa.Schema:
+    """Output of :func:`decode_part`."""
+    fields = [pa.field(n, t) for n, t in EVENT_COLS.items()]
+    fields += [pa.field(TIME, pa.int64()), pa.field("_qcode", pa.string())]
+    fields += [pa.field("_qreason", pa.string())]
+    fields += [pa.field(metric_key_col(i), pa.string()) for i in range(len(spec.metrics))]
+    return pa.schema(fields)
+
+
+def _drain(batches: Iterator[pa.RecordBatch]) -> pl.DataFrame | None:
+    parts = [b for b in batches if b.num_rows]
+    if not parts:
+        return None
+    frame = pl.from_arrow(pa.Table.from_batches(parts))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _decode(pipe: Pipeline, events: pl.DataFrame) -> tuple[pl.DataFrame, Any]:
+    """Decode ``events`` (already in ingestion order); ``_seq`` of the result is the events' own."""
+    lines = events["_value"].to_list()
+    raw = RawBatch(lines=[x or b"" for x in lines], positions=events["_pos"].to_list())
+    decoded = pipe.decoder.decode(raw, 0, pipe.watermark)
+    frame = decoded.frame
+    seqs = events["_seq"].to_numpy()
+    frame = frame.with_columns(pl.Series(SEQ, seqs[frame[SEQ].to_numpy()], dtype=pl.Int64))
+    return frame, decoded.quarantined
+
+
+def decode_part(ctx: BatchContext, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Events -> times, metric keys and quarantine reasons (one row per event)."""
+    events = _drain(batches)
+    schema = decode_schema(ctx.spec)
+    if events is None:
+        return
+    pipe = ctx.pipeline()
+    events = events.sort(ORDER)
+    frame, quarantined = _decode(pipe, events)
+    keys = frame.select(
+        pl.col(SEQ).alias("_seq"),
+        pl.col(TIME),
+        *[m.key_expr().alias(metric_key_col(i)) for i, m in enumerate(pipe.metrics)],
+    )
+    bad = pl.DataFrame(
+        {
+            "_pos": [q.position for q in quarantined],
+            "_qcode": [q.code for q in quarantined],
+            "_qreason": [q.reason for q in quarantined],
+        },
+        schema={"_pos": pl.String, "_qcode": pl.String, "_qreason": pl.String},
+    )
+    out = (
+        events.select(list(EVENT_COLS))
+        .join(keys, on="_seq", how="left")
+        .join(bad, on="_pos", how="left")
+    )
+    yield from _to_arrow(out, schema)
+
+
+def metric_schema(pipe: Pipeline, metrics: Sequence[str]) -> pa.Schema:
+    """Output of :func:`metric_part`: per event its features; per partition the bucket blobs."""
+    fields = [pa.field("_seq", pa.int64()), pa.field("_slot", pa.string())]
+    fields += [pa.field("_blob", pa.binary())]
+    safe = safe_names(pipe)
+    fields += [pa.field(safe[n], t) for n, t in feature_schema(pipe, metrics)]
+    return pa.schema(fields)
+
+
+def metric_part(
+    ctx: BatchContext, metrics: Sequence[str], batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """Features and bucket partials of ``metrics`` (one dimension) for the keys in this partition.
+
+    Input rows: ``_kind`` EVENT (an event of the batch with its key in ``key``), STATE (a
+    numeric state row of ``_tier`` = ``metric|tier``: key, b, count, sum, sumsq, min, max) or
+    VALUES (a distinct value row: key, b, c). Every row of a key is in this partition.
+    """
+    rows = _drain(batches)
+    if rows is None:
+        return
+    pipe = ctx.pipeline()
+    schema = metric_schema(pipe, metrics)
+    events = rows.filter(pl.col("_kind") == EVENT).sort(ORDER)
+    if not events.height:
+        return  # keys with state but no event in this batch
+    frame, _ = _decode(pipe, events)
+    chosen = [m for m in pipe.metrics if m.name in metrics]
+    contribs = {m.name: m.contributions(frame, pipe.lists) for m in chosen}
+    queries = frame.select(chosen[0].key_expr().alias(KEY), pl.col(TIME), pl.col(SEQ))
+    cols: list[pl.Series] = [frame[SEQ].alias("_seq")]
+    for (gm, tier), group in pipe._groups.items():
+        if gm not in metrics:
+            continue
+        contrib = contribs[gm]
+        of_tier = rows.filter(pl.col("_tier") == f"{gm}|{tier}")
+        avail = ctx.available[tier]
+        if group.numeric:
+            state = _state_of(of_tier, STATE, feat.STATE_SCHEMA, avail)
+            out = feat.compute(queries, contrib, state, tier, group.numeric)
+            cols.extend(out.get_columns())
+        if group.distinct:
+            vstate = _state_of(of_tier, VALUES, dfeat.VALUE_STATE_SCHEMA, avail)
+            out = dfeat.compute_distinct(queries, contrib, vstate, tier, group.distinct)
+            cols.extend(out.get_columns())
+    feats = pl.DataFrame(cols).rename(safe_names(pipe), strict=False)
+    yield from _to_arrow(feats.with_columns(_slot=pl.lit(None, pl.String)), schema)
+    # Bucket partials and new distinct value rows of this partition's keys (one blob each).
+    pending = Pending(rolled=dict(ctx.rolled))
+    for m in chosen:
+        pending.add(m, contribs[m.name], ctx.spec.tiers)
+    partials, sketches, dists = pending.frames()
+    blobs: list[tuple[str, bytes]] = []
+    for kind, frames in (("partials", partials), ("sketches", sketches), ("dists", dists)):
+        for (fm, tier), f in frames.items():
+            if f.height:
+                blobs.append((f"{kind}|{fm}|{tier}", _ipc(f)))
+    for (gm, tier), group in pipe._groups.items():
+        if gm in metrics and group.distinct and contribs[gm].height:
+            blobs.append((f"values|{gm}|{tier}", _ipc(dfeat.value_rows(contribs[gm], tier))))
+    if blobs:
+        out = pl.DataFrame(
+            {"_slot": [s for s, _ in blobs], "_blob": [b for _, b in blobs]},
+            schema={"_slot": pl.String, "_blob": pl.Binary},
+        )
+        yield from _to_arrow(out, schema)
+
+
+def _state_of(
+    rows: pl.DataFrame, kind: int, schema: dict[str, pl.DataType], avail: int
+) -> pl.DataFrame:
+    """The state rows of ``kind`` in ``rows`` (typed as ``schema``) still retained by the store."""
+    if any(c not in rows.columns for c in schema):
+        return pl.DataFrame(schema=schema)
+    return (
+        rows.filter(pl.col("_kind") == kind)
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+        .filter(pl.col("b") >= avail)
+    )
+
+
+def rules_schema(pipe: Pipeline) -> pa.Schema:
+    """Input and output of :func:`rules_part`: event columns plus every feature."""
+    fields = [pa.field(n, t) for n, t in EVENT_COLS.items()]
+    safe = safe_names(pipe)
+    fields += [pa.field(safe[n], t) for n, t in feature_schema(pipe)]
+    return pa.schema(fields)
+
+
+def with_features(pipe: Pipeline, events: pl.DataFrame) -> pl.DataFrame:
+    """Decode ``events`` (sorted) and attach their feature columns (matched on ``_seq``)."""
+    frame, _ = _decode(pipe, events)
+    names = [n for n, _ in feature_schema(pipe)]
+    if not names:
+        return frame
+    # Rows without a key for a metric got no row from its stage: their count, sum and
+    # distinct features are 0, as the embedded engine gives them.
+    zero = list(
+        {
+            r.name
+            for g in pipe._groups.values()
+            for r in g.requests
+            if r.stat in ("count", "sum", "distinct")
+        }
+    )
+    safe = safe_names(pipe)
+    feats = events.select("_seq", *[pl.col(safe[n]).alias(n) for n in names])
+    feats = feats.rename({"_seq": SEQ})
+    joined = frame.join(feats, on=SEQ, how="left", maintain_order="left")
+    return joined.with_columns(pl.col(zero).fill_null(0)) if zero else joined
+
+
+def rules_part(ctx: BatchContext, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The rows where at least one enabled rule fires (throttles are applied by the driver)."""
+    rows = _drain(batches)
+    if rows is None:
+        return
+    pipe = ctx.pipeline()
+    schema = rules_schema(pipe)
+    rows = rows.sort(ORDER)
+    frame = with_features(pipe, rows)
+    if not pipe.rules or not frame.height:
+        return
+    fired = pl.any_horizontal(
+        [r.compiled.expr(pipe.lists).fill_null(False) for r in pipe.rules]
+    ).alias("_fired")
+    hit = frame.select(SEQ, fired).filter(pl.col("_fired"))[SEQ]
+    if hit.len():
+        yield from _to_arrow(rows.filter(pl.col("_seq").is_in(hit.implode())), schema)
+
+
+def _ipc(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_ipc(buf)
+    return buf.getvalue()
+
+
+def read_ipc(blob: bytes) -> pl.DataFrame:
+    """A frame written by a task (bucket partials, value rows)."""
+    return pl.read_ipc(io.BytesIO(blob))
+
+
+def _to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """``frame`` as record batches of exactly ``schema`` (missing columns null)."""
+    n = frame.height
+    arrays = []
+    for f in schema:
+        if f.name in frame.columns:
+            arrays.append(frame[f.name].to_arrow().cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    yield from table.to_batches(max_chunksize=100_000)
+
+
+def ordered(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows in ingestion order."""
+    return frame.sort(ORDER)
+

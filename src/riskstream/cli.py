@@ -12,7 +12,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from riskstream.errors import RiskstreamError
+from riskstream.errors import RiskstreamError, UsageError
 
 if TYPE_CHECKING:  # the commands import what they need when they run (a fast --help)
     from riskstream.runners.embedded import EmbeddedRunner
@@ -126,10 +126,52 @@ def run(
     ] = False,
     port: Annotated[int, typer.Option("--port", help="HTTP port with --serve.")] = 8080,
     store_dsn: StoreDsnOpt = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine", help="embedded (one process) or spark (Spark Structured Streaming)."
+        ),
+    ] = "embedded",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master",
+            help="Spark master with --engine spark (default local[2]; spark-submit's own).",
+        ),
+    ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint-dir",
+            help="Spark checkpoint dir (offsets, aligned carry); default DATA_DIR/spark-checkpoint.",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline; restarting with the same data dir resumes from the last checkpoint."""
     from riskstream.runners.session import run_pipeline
 
+    if engine not in ("embedded", "spark"):
+        raise UsageError(f"--engine {engine!r}: use embedded or spark")
+    if engine == "spark":
+        if from_time or to_time:
+            raise UsageError("--engine spark does not take --from or --to")
+        from riskstream.runners.spark.run import run_spark
+
+        summary = run_spark(
+            config,
+            source_uri=source,
+            data_dir=data_dir,
+            until_end=until_end,
+            master=master,
+            checkpoint_dir=checkpoint_dir,
+            quiet=quiet,
+            console=err,
+            store_dsn=store_dsn,
+            metrics_port=port if serve else None,
+        )
+        if summary_json is not None:
+            summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+        return
     summary = run_pipeline(
         config,
         source_uri=source,

@@ -43,10 +43,17 @@ class Carry:
     parts: dict[str, PartMark] = field(default_factory=dict)
     events: pl.DataFrame | None = None
 
-    def frontier(self, end_offsets: dict[str, int]) -> int | None:
-        """Largest ``_pmax`` every partition has reached; None when none holds the others back."""
+    def frontier(self, end_offsets: dict[str, int]) -> tuple[int, str] | None:
+        """The last position in ingestion order that no partition can still precede, as
+        (``_pmax``, partition name); None when no partition holds the others back.
+
+        A partition not at its end will bring events with ``_pmax`` at or above its last
+        one, so the smallest (last ``_pmax``, name) among them bounds what may leave: an
+        event leaves when its (``_pmax``, partition) is at or below it (equal ``_pmax`` are
+        ordered by partition name, and a partition's own later events by offset).
+        """
         holding = [
-            mark.pmax
+            (mark.pmax, part)
             for part, mark in self.parts.items()
             if mark.next_offset < end_offsets.get(part, mark.next_offset)
         ]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,15 @@ from riskstream.engine.pipeline import Pipeline
 from riskstream.runners.embedded import RunStats, _check_reloadable
 from riskstream.runners.quarantine import QuarantineFile
 from riskstream.runners.spark import stages
-from riskstream.runners.spark.align import Carry, CarryStore
+from riskstream.runners.spark.align import CarryStore
+from riskstream.runners.spark.metrics import SparkMetrics
 from riskstream.runners.spark.tasks import BatchContext, read_ipc
 from riskstream.sinks.base import Sink
 from riskstream.spec.durations import parse_duration
 from riskstream.spec.load import load_spec
 from riskstream.spec.model import ListSpec, PipelineSpec
 from riskstream.store.checkpoint import Checkpoint
-from riskstream.store.duck import Store
+from riskstream.store.factory import open_store
 
 FENCE = "batch"
 
@@ -65,13 +65,14 @@ class SparkRunner:
         checkpoint_dir: Path,
         sinks: Callable[[dict[str, int]], list[Sink]],
         *,
-        master: str = "local[2]",
+        master: str | None = "local[2]",
         until_end: bool = False,
         spec_path: Path | None = None,
         log: Callable[[str], None] | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
         session: Any = None,
         max_events: int | None = None,
+        store_dsn: str | None = None,
     ) -> None:
         self.spec = spec
         self.source = source
@@ -85,11 +86,12 @@ class SparkRunner:
         self.on_batch = on_batch
         self.session = session
         self.max_events = max_events or spec.batch_size
+        self.store_dsn = store_dsn
         self.stats = RunStats()
         self.pipeline = Pipeline(spec, spec_path.parent if spec_path else None)
         self.fence_source = f"spark:{spec.name}"
         self._spec_mtime = spec_path.stat().st_mtime_ns if spec_path else 0
-        self.batch_seconds: list[float] = []
+        self.metrics = SparkMetrics()
         self.progress: dict[str, Any] = {}
         self._end_offsets: dict[str, int] | None = None
         self._last_compact = time.monotonic()
@@ -102,7 +104,7 @@ class SparkRunner:
 
         spark = self.session or build_session(self.master)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.data_dir)
+        self.store = open_store(self.spec, self.data_dir, self.store_dsn, engine=True, log=self.log)
         self.store.configure_tiers(self.spec.tiers)
         meta = self.store.meta()
         self.quarantine = QuarantineFile(
@@ -170,7 +172,12 @@ class SparkRunner:
 
     # ---- one micro-batch ---------------------------------------------------------------
 
+    def metrics_summary(self) -> dict[str, Any]:
+        """Batch count and latency percentiles."""
+        return self.metrics.summary()
+
     def _batch(self, df: Any, batch_id: int) -> None:
+        started = time.monotonic()
         t0 = time.perf_counter()
         fence = int(self.store.positions(self.fence_source).get(FENCE, -1))
         if batch_id <= fence:
@@ -212,7 +219,6 @@ class SparkRunner:
         self._commit(cp, cases, result.quarantined)
         self.carries.prune(batch_id - 1)
         dt = time.perf_counter() - t0
-        self.batch_seconds.append(dt)
         self.stats.batches += 1
         self.stats.events += result.events
         self.stats.cases += len(cases)
@@ -221,12 +227,24 @@ class SparkRunner:
         for q in result.quarantined:
             self.stats.quarantined[q.code] += 1
         self.stats.last_batch_s = dt
-        self.stats.lag = {p: max(0, end.get(p, m.next_offset) - m.next_offset) for p, m in new_carry.parts.items()}
+        self.stats.lag = {
+            p: max(0, end.get(p, m.next_offset) - m.next_offset) for p, m in new_carry.parts.items()
+        }
+        carried = 0 if new_carry.events is None else new_carry.events.height
+        self.metrics.observe(
+            started=started,
+            duration_s=dt,
+            rows_read=kafka_rows,
+            events=result.events,
+            cases=len(cases),
+            state_rows=result.state_rows + carried,
+            lag=self.stats.lag,
+        )
         self.progress = {
             "batch_id": batch_id,
             "kafka_rows": kafka_rows,
             "released": result.events + len(result.quarantined),
-            "carried": 0 if new_carry.events is None else new_carry.events.height,
+            "carried": carried,
             "state_rows": result.state_rows,
             "duration_s": round(dt, 3),
             "lag": dict(self.stats.lag),
@@ -304,16 +322,19 @@ class SparkRunner:
                 sink.deliver(cases)
         if quarantined and self.dead_letter is not None:
             self.dead_letter.send(quarantined)
-        if time.monotonic() - self._last_compact > parse_duration(
-            self.spec.checkpoint.compact_every
-        ) / 1000:
+        if (
+            time.monotonic() - self._last_compact
+            > parse_duration(self.spec.checkpoint.compact_every) / 1000
+        ):
             self._compact()
 
     def _compact(self) -> None:
         wm = self.pipeline.watermark
         if wm is not None:
             self.store.roll_up(wm, self.spec.tiers)
-            self.store.compact_before(self.pipeline.available_from(), self.pipeline.value_horizons())
+            self.store.compact_before(
+                self.pipeline.available_from(), self.pipeline.value_horizons()
+            )
         self.store.fold_when_grown()
         self._last_compact = time.monotonic()
 
@@ -341,6 +362,3 @@ class SparkRunner:
         self.spec = new
         self.stats.reloads += 1
         self.log(f"spec reloaded: {len(new.rules)} rules, {len(new.lists)} lists")
-
-
-__all__ = ["Carry", "KafkaInput", "SparkRunner", "partial"]

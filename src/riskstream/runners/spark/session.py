@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from riskstream.errors import UsageError
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -22,7 +24,7 @@ SPARK_VERSION = "4.2.0"
 KAFKA_PACKAGE = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION}"
 
 
-class SparkUnavailable(RuntimeError):
+class SparkUnavailable(UsageError):
     """pyspark is not installed (``pip install 'riskstream[spark]'``) or does not match."""
 
 
@@ -47,8 +49,13 @@ def check_pyspark() -> None:
         )
 
 
+def under_spark_submit() -> bool:
+    """True when this driver was launched by ``spark-submit`` (it then owns master and jars)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def build_session(
-    master: str = "local[2]",
+    master: str | None = "local[2]",
     *,
     app_name: str = "riskstream",
     conf: dict[str, str] | None = None,
@@ -63,7 +70,7 @@ def build_session(
 
     ivy = ivy_dir()
     ivy.mkdir(parents=True, exist_ok=True)
-    cores = _cores(master)
+    cores = _cores(master or "")
     settings: dict[str, str] = {
         "spark.jars.packages": KAFKA_PACKAGE,
         "spark.jars.ivy": str(ivy),
@@ -82,7 +89,11 @@ def build_session(
         "spark.python.worker.reuse": "true",
     }
     settings.update(conf or {})
-    builder = SparkSession.builder.master(master).appName(app_name)
+    builder = SparkSession.builder.appName(app_name)
+    if master is None and not under_spark_submit():
+        master = "local[2]"
+    if master is not None:
+        builder = builder.master(master)
     for k, v in settings.items():
         builder = builder.config(k, v)
     session = builder.getOrCreate()

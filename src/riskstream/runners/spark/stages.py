@@ -107,13 +107,15 @@ def align(
     frontier = new.frontier(end)
     if frontier is None:
         return batch, new, kafka_rows
+    top, part = frontier
+    leaves = (F.col("_pmax") < top) | ((F.col("_pmax") == top) & (F.col("_part") <= part))
     batch = batch.persist()
-    held = batch.filter(F.col("_pmax") > frontier).toArrow()
+    held = batch.filter(~leaves).toArrow()
     if held.num_rows:
         events = pl.from_arrow(held)
         assert isinstance(events, pl.DataFrame)
         new.events = events
-    return batch.filter(F.col("_pmax") <= frontier), new, kafka_rows
+    return batch.filter(leaves), new, kafka_rows
 
 
 def run_batch(
@@ -135,7 +137,9 @@ def run_batch(
 
     released = keep(released)
     dec = keep(
-        released.mapInArrow(partial(tasks.decode_part, ctx), spark_schema(tasks.decode_schema(ctx.spec)))
+        released.mapInArrow(
+            partial(tasks.decode_part, ctx), spark_schema(tasks.decode_schema(ctx.spec))
+        )
     )
     agg = dec.agg(F.max("_t").alias("wm"), F.count("_t").alias("n")).collect()[0]
     bad = _polars(
@@ -175,8 +179,13 @@ def run_batch(
             ):
                 if frame.height:
                     state_rows += frame.height
-                    typed = frame.select(list(schema)).cast(schema).with_columns(  # type: ignore[arg-type]
-                        pl.lit(kind, pl.Int32).alias("_kind"), pl.lit(f"{m}|{tier}").alias("_tier")
+                    typed = (
+                        frame.select(list(schema))
+                        .cast(schema)  # type: ignore[arg-type]
+                        .with_columns(
+                            pl.lit(kind, pl.Int32).alias("_kind"),
+                            pl.lit(f"{m}|{tier}").alias("_tier"),
+                        )
                     )
                     inputs.append(spark.createDataFrame(typed.to_arrow()))
         rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), inputs)
@@ -196,8 +205,9 @@ def run_batch(
     hits = pl.DataFrame()
     if pipe.rules:
         hits = _polars(
-            joined.mapInArrow(partial(tasks.rules_part, ctx), spark_schema(tasks.rules_schema(pipe)))
-            .toArrow()
+            joined.mapInArrow(
+                partial(tasks.rules_part, ctx), spark_schema(tasks.rules_schema(pipe))
+            ).toArrow()
         )
     result = BatchResult(
         events=int(agg["n"]),

@@ -46,6 +46,8 @@ EVENT_COLS = {
     "_pos": pa.string(),
     "_value": pa.binary(),
 }
+#: The event's ``_seq`` (unique in the batch, not ordered) once decoded; see :func:`_decode`.
+GSEQ = "_gseq"
 #: Row kinds in a metric stage's input: batch event, numeric state row, distinct value row.
 EVENT, STATE, VALUES = 0, 1, 2
 
@@ -123,7 +125,9 @@ def _decode(pipe: Pipeline, events: pl.DataFrame) -> tuple[pl.DataFrame, Any]:
     decoded = pipe.decoder.decode(raw, 0, pipe.watermark)
     frame = decoded.frame
     seqs = events["_seq"].to_numpy()
-    frame = frame.with_columns(pl.Series(SEQ, seqs[frame[SEQ].to_numpy()], dtype=pl.Int64))
+    # The engine reads ``_seq`` as ingestion order (which of two rows came first): it stays the
+    # rank in this sorted frame; ``_gseq`` is the event's id across the batch (the join key).
+    frame = frame.with_columns(pl.Series(GSEQ, seqs[frame[SEQ].to_numpy()], dtype=pl.Int64))
     return frame, decoded.quarantined
 
 
@@ -137,7 +141,7 @@ def decode_part(ctx: BatchContext, batches: Iterator[pa.RecordBatch]) -> Iterato
     events = events.sort(ORDER)
     frame, quarantined = _decode(pipe, events)
     keys = frame.select(
-        pl.col(SEQ).alias("_seq"),
+        pl.col(GSEQ).alias("_seq"),
         pl.col(TIME),
         *[m.key_expr().alias(metric_key_col(i)) for i, m in enumerate(pipe.metrics)],
     )
@@ -187,7 +191,7 @@ def metric_part(
     chosen = [m for m in pipe.metrics if m.name in metrics]
     contribs = {m.name: m.contributions(frame, pipe.lists) for m in chosen}
     queries = frame.select(chosen[0].key_expr().alias(KEY), pl.col(TIME), pl.col(SEQ))
-    cols: list[pl.Series] = [frame[SEQ].alias("_seq")]
+    cols: list[pl.Series] = [frame[GSEQ].alias("_seq")]
     for (gm, tier), group in pipe._groups.items():
         if gm not in metrics:
             continue
@@ -265,8 +269,8 @@ def with_features(pipe: Pipeline, events: pl.DataFrame) -> pl.DataFrame:
     )
     safe = safe_names(pipe)
     feats = events.select("_seq", *[pl.col(safe[n]).alias(n) for n in names])
-    feats = feats.rename({"_seq": SEQ})
-    joined = frame.join(feats, on=SEQ, how="left", maintain_order="left")
+    feats = feats.rename({"_seq": GSEQ})
+    joined = frame.join(feats, on=GSEQ, how="left", maintain_order="left")
     return joined.with_columns(pl.col(zero).fill_null(0)) if zero else joined
 
 
@@ -284,7 +288,7 @@ def rules_part(ctx: BatchContext, batches: Iterator[pa.RecordBatch]) -> Iterator
     fired = pl.any_horizontal(
         [r.compiled.expr(pipe.lists).fill_null(False) for r in pipe.rules]
     ).alias("_fired")
-    hit = frame.select(SEQ, fired).filter(pl.col("_fired"))[SEQ]
+    hit = frame.select(GSEQ, fired).filter(pl.col("_fired"))[GSEQ]
     if hit.len():
         yield from _to_arrow(rows.filter(pl.col("_seq").is_in(hit.implode())), schema)
 
@@ -316,4 +320,3 @@ def _to_arrow(frame: pl.DataFrame, schema: pa.Schema) -> Iterator[pa.RecordBatch
 def ordered(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows in ingestion order."""
     return frame.sort(ORDER)
-

@@ -26,8 +26,9 @@ from typing import Any
 
 import polars as pl
 
+from riskstream.core.checkpoint import Checkpoint
+from riskstream.core.keys import CODE
 from riskstream.engine.decode import Quarantined
-from riskstream.engine.metrics import CODE
 from riskstream.engine.pipeline import Pipeline
 from riskstream.runners.embedded import RunStats, _check_reloadable
 from riskstream.runners.quarantine import QuarantineFile
@@ -39,7 +40,6 @@ from riskstream.sinks.base import Sink
 from riskstream.spec.durations import parse_duration
 from riskstream.spec.load import load_spec
 from riskstream.spec.model import ListSpec, PipelineSpec
-from riskstream.store.checkpoint import Checkpoint
 from riskstream.store.factory import open_store
 
 FENCE = "batch"
@@ -257,7 +257,7 @@ class SparkRunner:
             self.on_batch(self.stats)
 
     def _context(self) -> BatchContext:
-        from riskstream.store import layout
+        from riskstream.core import layout
 
         lists = self.pipeline.lists
         inline = {name: ListSpec(values=list(lists[name].values)) for name in self.spec.lists}
@@ -308,7 +308,7 @@ class SparkRunner:
         from riskstream.runners.spark.tasks import ordered, with_features
 
         frame = with_features(self.pipeline, ordered(hits))
-        return self.pipeline._rules(frame)
+        return self.pipeline._commit_cases(self.pipeline._fired(frame))
 
     def _commit(self, cp: Checkpoint, cases: list[Any], quarantined: list[Quarantined]) -> None:
         cp.meta["quarantine_bytes"] = str(self.quarantine.append(quarantined))

@@ -232,7 +232,7 @@ def end_offsets(source: Any) -> dict[str, int]:
     """Each partition's current end offset (high watermark), by partition name."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from riskstream.sources._kafka_config import part_name
+    from riskstream.kafka.config import part_name
 
     consumer = Consumer(
         {
@@ -263,7 +263,8 @@ def dead_letter_producer(spec: PipelineSpec, brokers: str) -> Any:
     topic = opts.get("dead_letter_topic")
     if not topic:
         return None
-    from riskstream.sources._kafka_config import DeadLetterProducer, client_config
+    from riskstream.errors import SourceError
+    from riskstream.kafka.config import DeadLetterProducer, client_config
 
-    conf = client_config(opts.get("dead_letter_brokers") or brokers, opts)
+    conf = client_config(opts.get("dead_letter_brokers") or brokers, opts, error=SourceError)
     return DeadLetterProducer(conf, topic)

@@ -27,13 +27,13 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from riskstream.core.events import RawBatch
+from riskstream.core.keys import KEY
 from riskstream.engine import distinct_features as dfeat
 from riskstream.engine import features as feat
 from riskstream.engine.decode import SEQ, TIME
 from riskstream.engine.metrics import Pending
 from riskstream.engine.pipeline import Pipeline
-from riskstream.engine.tiers import KEY
-from riskstream.sources.base import RawBatch
 from riskstream.spec.model import PipelineSpec
 
 #: Columns of an event row as it travels between stages.

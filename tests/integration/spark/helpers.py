@@ -62,7 +62,7 @@ def write_spec(
 
 def events(n: int, seed: int = 11, rate: float = 25.0) -> list[bytes]:
     """``n`` synthetic events as JSON lines (the product's generator, spread in event time)."""
-    from riskstream.sources.generator import write_jsonl
+    from riskstream.synthetic.generator import write_jsonl
 
     out = Path(f"/tmp/riskstream-spark-events-{n}-{seed}-{rate}.jsonl")
     if not out.exists():

@@ -17,6 +17,7 @@ from riskstream.runners.progress import Progress, summary_table
 from riskstream.runners.session import Serve
 from riskstream.sinks.base import Sink
 from riskstream.sinks.file import FileSink
+from riskstream.sources.file import FileSource
 from riskstream.spec.load import load_spec
 from riskstream.synthetic.generator import GeneratorSource, generate_frames
 
@@ -87,12 +88,40 @@ def run_demo(
         highlight=False,
     )
     if serve is not None and last_runner is not None:
-        spec = load_spec(examples / EXAMPLES[0])
-        server = serve(spec, root / "card-velocity" / "data", None, console.print)
-        console.print(f"Serving the API and web UI at {server.url} (Ctrl-C to stop)")
-        server.wait()
+        _serve_live(root, examples, serve, console)
     elif data_dir is None:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _serve_live(root: Path, examples: Path, serve: Serve, console: Console) -> None:
+    """Serve the first pipeline with a live engine, so the rule lab can take rules live.
+
+    The engine reads ``ROOT/inbox.jsonl`` (append events to feed it, or POST them to
+    ``/v1/decide?ingest=true``) and hot-reloads a copy of the example spec under ``ROOT/spec``:
+    approved rules are written there, never into the repository's examples.
+    """
+    spec_dir = root / "spec"
+    shutil.copytree(examples, spec_dir, dirs_exist_ok=True)
+    spec_path = spec_dir / EXAMPLES[0]
+    spec = load_spec(spec_path)
+    inbox = root / "inbox.jsonl"
+    inbox.touch()
+    out = root / spec.name
+    runner = EmbeddedRunner(
+        spec,
+        FileSource(inbox, until_end=False),
+        out / "data",
+        _file_sink(out / "cases.jsonl"),
+        spec_path=spec_path,
+    )
+    server = serve(spec, out / "data", runner, console.print)
+    console.print(
+        f"Serving the API and web UI at {server.url} with a live engine: it follows {inbox} "
+        f"and hot-reloads {spec_path} (Ctrl-C to stop)",
+        highlight=False,
+    )
+    runner.run()
+    server.wait()
 
 
 def _file_sink(path: Path) -> Callable[[dict[str, int]], list[Sink]]:

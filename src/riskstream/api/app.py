@@ -152,8 +152,8 @@ def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
                 status_code=503,
             )
         try:
-            with ctx.db() as con:
-                con.execute("SELECT 1").fetchone()
+            with ctx.engine_lock():
+                ctx.store.ping()
         except (StoreError, StarletteHTTPException) as exc:
             return JSONResponse(
                 {"status": "unavailable", "runner": state, "detail": str(exc)}, status_code=503
@@ -182,9 +182,9 @@ def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
         spec = ctx.live_spec()
         watermark = ctx.runner.pipeline.watermark if ctx.runner is not None else None
         if watermark is None:
-            with ctx.db() as con:
-                row = con.execute("SELECT v FROM meta WHERE k = 'watermark'").fetchone()
-            watermark = int(row[0]) if row else None
+            with ctx.engine_lock():
+                meta = ctx.store.meta()
+            watermark = int(meta["watermark"]) if "watermark" in meta else None
         return {
             "name": spec.name,
             "tiers": list(spec.tiers),

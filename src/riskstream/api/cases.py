@@ -5,20 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import duckdb
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from riskstream.api.auth import Principal, masked, require
 from riskstream.api.context import ApiContext
 from riskstream.api.models import CaseDetail, CasePage, DecisionIn, ErrorBody
+from riskstream.core.case import CaseQuery, Decision, StoredCase
 from riskstream.core.events import iso, parse_time
 from riskstream.errors import UsageError
 
 router = APIRouter(tags=["cases"])
 
-_COLUMNS = "seq, case_id, rule, action, score, event_id, event_time, created_ms, status, body"
-_STATUS = {"confirmed_fraud": "confirmed_fraud", "false_positive": "false_positive"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody},
     404: {"model": ErrorBody},
@@ -45,9 +43,15 @@ def _time(text: str | None, name: str) -> int | None:
     return value
 
 
-def _summary(row: tuple[Any, ...], ctx: ApiContext, who: Principal) -> dict[str, Any]:
-    seq, case_id, rule, action, score, event_id, event_time, created_ms, status, body = row
-    data = orjson.loads(body) if body else {}
+def _summary(case: StoredCase, ctx: ApiContext, who: Principal) -> dict[str, Any]:
+    seq, case_id, rule, action, score = case.seq, case.case_id, case.rule, case.action, case.score
+    event_id, event_time, created_ms, status = (
+        case.event_id,
+        case.event_time,
+        case.created_ms,
+        case.status,
+    )
+    data = orjson.loads(case.body) if case.body else {}
     return {
         "case_id": case_id,
         "seq": int(seq),
@@ -83,48 +87,39 @@ def list_cases(
 ) -> dict[str, Any]:
     """Cases matching every filter given, newest event first, one page."""
     ctx = _ctx(request)
-    where: list[str] = ["TRUE"]
-    args: list[Any] = []
-    for column, value in (("rule", rule), ("action", action), ("status", status)):
-        if value:
-            where.append(f"{column} = ?")
-            args.append(value)
-    lo, hi = _time(frm, "from"), _time(to, "to")
-    if lo is not None:
-        where.append("event_time >= ?")
-        args.append(lo)
-    if hi is not None:
-        where.append("event_time < ?")
-        args.append(hi)
-    cond = " AND ".join(where)
-    with ctx.db() as con:
-        total_row = con.execute(f"SELECT count(*) FROM cases WHERE {cond}", args).fetchone()
-        rows = con.execute(
-            f"SELECT {_COLUMNS} FROM cases WHERE {cond} ORDER BY event_time DESC, seq DESC LIMIT ? OFFSET ?",
-            [*args, limit, offset],
-        ).fetchall()
+    query = CaseQuery(
+        rule=rule or None,
+        action=action or None,
+        status=status or None,
+        event_time_from=_time(frm, "from"),
+        event_time_to=_time(to, "to"),
+    )
+    with ctx.engine_lock():
+        total, rows = ctx.store.find_cases(query, limit, offset)
     return {
-        "total": int(total_row[0]) if total_row else 0,
+        "total": total,
         "limit": limit,
         "offset": offset,
         "items": [_summary(r, ctx, who) for r in rows],
     }
 
 
-def _detail(
-    con: duckdb.DuckDBPyConnection, ctx: ApiContext, case_id: str, who: Principal
-) -> dict[str, Any]:
-    row = con.execute(f"SELECT {_COLUMNS} FROM cases WHERE case_id = ?", [case_id]).fetchone()
-    if row is None:
+def _detail(ctx: ApiContext, case_id: str, who: Principal) -> dict[str, Any]:
+    with ctx.engine_lock():
+        case = ctx.store.get_case(case_id)
+        decisions = ctx.store.decisions(case_id) if case is not None else []
+    if case is None:
         raise HTTPException(404, f"no case {case_id!r}")
-    out = _summary(row, ctx, who)
-    decisions = con.execute(
-        "SELECT decision, note, analyst, at_ms FROM decisions WHERE case_id = ? ORDER BY at_ms, rowid",
-        [case_id],
-    ).fetchall()
+    out = _summary(case, ctx, who)
     out["decisions"] = [
-        {"decision": d, "note": n, "analyst": a, "at_ms": int(at), "at_iso": iso(int(at))}
-        for d, n, a, at in decisions
+        {
+            "decision": d.decision,
+            "note": d.note,
+            "analyst": d.analyst,
+            "at_ms": d.at_ms,
+            "at_iso": iso(d.at_ms),
+        }
+        for d in decisions
     ]
     spec_rule = ctx.live_spec().rules.get(out["rule"])
     out["rule_spec"] = {
@@ -144,9 +139,7 @@ def get_case(
     who: Principal = Depends(require("read")),
 ) -> dict[str, Any]:
     """The case, its event (masked), features, rule and decisions."""
-    ctx = _ctx(request)
-    with ctx.db() as con:
-        return _detail(con, ctx, case_id, who)
+    return _detail(_ctx(request), case_id, who)
 
 
 @router.post(
@@ -166,26 +159,11 @@ def decide_case(
     if ctx.store.read_only:
         raise HTTPException(503, "the store is open read-only; decisions cannot be recorded")
     now = int(time.time() * 1000)
+    decision = Decision(decision=body.decision, note=body.note, analyst=body.analyst, at_ms=now)
     # The runner's lock keeps this write from racing a checkpoint on the same DuckDB file.
-    with ctx.db() as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            found = con.execute("SELECT 1 FROM cases WHERE case_id = ?", [case_id]).fetchone()
-            if found is None:
-                raise HTTPException(404, f"no case {case_id!r}")
-            con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
-                [case_id, body.decision, body.note, body.analyst, now],
-            )
-            if body.decision in _STATUS:
-                con.execute(
-                    "UPDATE cases SET status = ? WHERE case_id = ?",
-                    [_STATUS[body.decision], case_id],
-                )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    with ctx.engine_lock():
+        found = ctx.store.record_decision(case_id, decision)
+    if not found:
+        raise HTTPException(404, f"no case {case_id!r}")
     ctx.log(f"case {case_id}: {body.decision} by {body.analyst!r}")
-    with ctx.db() as con:
-        return _detail(con, ctx, case_id, who)
+    return _detail(ctx, case_id, who)

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 from fastapi import HTTPException
 
 from riskstream.api.auth import KeyRing
 from riskstream.spec.model import PipelineSpec
-from riskstream.store.factory import AnyStore as Store
+from riskstream.store.protocol import Store
 
 if TYPE_CHECKING:
     from riskstream.runners.embedded import EmbeddedRunner
@@ -69,16 +68,6 @@ class ApiContext:
                 # A checkpoint in flight is in neither the store nor the pending state yet.
                 self.runner.writer.wait(reraise=False)
             yield
-
-    @contextmanager
-    def db(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A store connection, under :meth:`engine_lock`.
-
-        A PostgreSQL store yields an adapter with the same ``execute(sql, args)`` surface
-        (``?`` placeholders, cursors with ``fetchone``/``fetchall``).
-        """
-        with self.engine_lock(), self.store.connect() as con:
-            yield con  # type: ignore[misc]
 
 
 def runner_state(runner: EmbeddedRunner | None) -> str:

@@ -22,9 +22,7 @@ def list_rules(request: Request, _who: Principal = Depends(require("read"))) -> 
     ctx: ApiContext = request.app.state.ctx
     try:
         with ctx.engine_lock():
-            stored = {
-                str(r): int(h) for r, h in ctx.store.select("SELECT rule, hits FROM rule_hits")
-            }
+            stored = ctx.store.rule_hits()
             run: dict[str, int] = {}
             pending: dict[str, int] = {}
             if ctx.runner is not None:

@@ -188,10 +188,7 @@ def metric_series(
         with ctx.engine_lock():
             avail = _available(ctx)
             tier = choose_tier(spec, step_ms, avail)
-            rows = ctx.store.frame(
-                "SELECT start, count, sum FROM buckets WHERE metric = ? AND tier = ? AND key = ? AND start >= ? AND start < ?",
-                [metric, tier, key, grid_from, grid_to],
-            )
+            rows = ctx.store.buckets(metric, tier, key, grid_from, grid_to)
             pending = _pending_tier(ctx, metric, tier, key, grid_from, grid_to)
     except StoreError as exc:
         raise HTTPException(503, str(exc)) from None

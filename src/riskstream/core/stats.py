@@ -161,6 +161,11 @@ def m2_of_sums_array(count: F64, total: F64, sumsq: F64) -> F64:
     return out
 
 
+def sumsq_expr() -> pl.Expr:
+    """Sum of squares of a partial frame's values (``m2 + sum^2 / count``): feature state."""
+    return pl.col("m2") + pl.col("sum") ** 2 / pl.col("count")
+
+
 def summary(p: Partial, wanted: Iterable[str]) -> dict[str, float | int | None]:
     """``count`` and each wanted numeric stat of ``p`` (a query's answer)."""
     out: dict[str, float | int | None] = {"count": p.count}

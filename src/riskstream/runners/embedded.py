@@ -22,6 +22,8 @@ import polars as pl
 from riskstream.core.case import Case
 from riskstream.core.checkpoint import Checkpoint
 from riskstream.core.events import RawBatch
+from riskstream.core.layout import ALWAYS
+from riskstream.core.stats import sumsq_expr
 from riskstream.core.tiers import parse_duration
 from riskstream.engine.pipeline import Pipeline
 from riskstream.errors import SpecError
@@ -36,8 +38,8 @@ from riskstream.sinks.base import Sink
 from riskstream.sources.base import Source
 from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
-from riskstream.store.factory import AnyStore as Store
 from riskstream.store.factory import open_store
+from riskstream.store.protocol import Store
 
 
 @dataclass
@@ -257,30 +259,23 @@ class EmbeddedRunner:
             self.pipeline.watermark = wm
             avail = self.pipeline.available_from()
             for (metric, tier), horizon in self.pipeline.feature_slots().items():
-                rows = store.frame(
-                    "SELECT key, start AS b, count, sum, m2, min, max FROM buckets "
-                    "WHERE metric = ? AND tier = ? AND start >= ?",
-                    [metric, tier, max(avail[tier], wm - horizon - 1000)],
-                )
+                since = max(avail[tier], wm - horizon - 1000)
+                rows = store.buckets(metric, tier, None, since, ALWAYS)
                 tails[(metric, tier)] = rows.select(
                     "key",
-                    "b",
+                    pl.col("start").alias("b"),
                     "count",
                     "sum",
-                    (pl.col("m2") + pl.col("sum") ** 2 / pl.col("count")).alias("sumsq"),
+                    sumsq_expr().alias("sumsq"),
                     "min",
                     "max",
                 )
-        throttles = {
-            (str(r), str(k)): int(u)
-            for r, k, u in store.select("SELECT rule, key, until_ms FROM throttles")
-        }
+        throttles = store.throttles()
         values: dict[tuple[str, str], pl.DataFrame] = {}
         if wm is not None:
             for (metric, tier), cutoff in self.pipeline.value_horizons().items():
-                values[(metric, tier)] = store.frame(
-                    "SELECT key, b, c FROM feature_values WHERE metric = ? AND tier = ? AND b >= ?",
-                    [metric, tier, max(cutoff, avail[tier])],
+                values[(metric, tier)] = store.feature_values(
+                    metric, tier, max(cutoff, avail[tier])
                 )
         self.pipeline.restore(meta, tails, throttles, values)
 

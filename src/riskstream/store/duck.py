@@ -21,7 +21,7 @@ import numpy.typing as npt
 import polars as pl
 
 from riskstream.core import layout, sketch
-from riskstream.core.case import STATUS_OF_DECISION, Case, CaseQuery, Decision, StoredCase
+from riskstream.core.case import Case
 from riskstream.core.checkpoint import Checkpoint
 from riskstream.core.keys import CODE, HASH, gather_keys, keyed
 from riskstream.core.stats import m2_merge_sql
@@ -30,12 +30,13 @@ from riskstream.store import reads, rollup
 from riskstream.store.protocol import KeyRows, PlanFor
 from riskstream.store.protocol import Store as StoreProtocol
 from riskstream.store.schema import MIGRATIONS, SCHEMA_VERSION
+from riskstream.store.shared import SharedQueries
 
 DB_NAME = "riskstream.duckdb"
 _NUMERIC = ["count", "sum", "min", "max", "m2"]
 
 
-class DuckDBStore:
+class DuckDBStore(SharedQueries):
     """Access to ``DATA_DIR/riskstream.duckdb``; every method opens, works, closes."""
 
     def __init__(
@@ -191,106 +192,12 @@ class DuckDBStore:
         with self.connect() as con:
             return pl.from_arrow(con.sql(sql, params=args).to_arrow_table())  # type: ignore[return-value]
 
-    def throttles(self) -> dict[tuple[str, str], int]:
-        """``(rule, key) -> until_ms`` of ``once_per`` rules."""
-        with self.connect() as con:
-            rows = con.execute("SELECT rule, key, until_ms FROM throttles").fetchall()
-        return {(str(r), str(k)): int(u) for r, k, u in rows}
-
-    def rule_hits(self) -> dict[str, int]:
-        """Checkpointed hit count per rule."""
-        with self.connect() as con:
-            rows = con.execute("SELECT rule, hits FROM rule_hits").fetchall()
-        return {str(r): int(h) for r, h in rows}
-
     def key_rows(
         self, tiers: Sequence[str], metric: str, key: str, plan_for: PlanFor, stats: Sequence[str]
     ) -> KeyRows:
         """Rows of ``metric``/``key`` inside ``plan_for(meta)``, in one snapshot (store.reads)."""
         with self.connect() as con:
             return reads.key_rows(con, tiers, metric, key, None, plan_for, self.key_id, stats)
-
-    def feature_values(self, metric: str, tier: str, since: int) -> pl.DataFrame:
-        """Values behind distinct features (``key, b, c``) with ``b >= since``."""
-        return self.frame(
-            "SELECT key, b, c FROM feature_values WHERE metric = ? AND tier = ? AND b >= ?",
-            [metric, tier, since],
-        )
-
-    def find_cases(self, query: CaseQuery, limit: int, offset: int) -> tuple[int, list[StoredCase]]:
-        """How many cases match ``query``, and one page of them, newest event first."""
-        where: list[str] = ["TRUE"]
-        args: list[Any] = []
-        for column, value in (
-            ("rule", query.rule),
-            ("action", query.action),
-            ("status", query.status),
-        ):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if query.event_time_from is not None:
-            where.append("event_time >= ?")
-            args.append(query.event_time_from)
-        if query.event_time_to is not None:
-            where.append("event_time < ?")
-            args.append(query.event_time_to)
-        cond = " AND ".join(where)
-        with self.connect() as con:
-            total = con.execute(f"SELECT count(*) FROM cases WHERE {cond}", args).fetchone()
-            rows = con.execute(
-                f"SELECT {_CASE_COLUMNS} FROM cases WHERE {cond} "
-                "ORDER BY event_time DESC, seq DESC LIMIT ? OFFSET ?",
-                [*args, limit, offset],
-            ).fetchall()
-        return (int(total[0]) if total else 0), [_stored_case(r) for r in rows]
-
-    def get_case(self, case_id: str) -> StoredCase | None:
-        """One case of the queue, or None."""
-        with self.connect() as con:
-            row = con.execute(
-                f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = ?", [case_id]
-            ).fetchone()
-        return _stored_case(row) if row is not None else None
-
-    def decisions(self, case_id: str) -> list[Decision]:
-        """The decisions recorded on ``case_id``, oldest first."""
-        with self.connect() as con:
-            rows = con.execute(
-                "SELECT decision, note, analyst, at_ms FROM decisions WHERE case_id = ? "
-                "ORDER BY at_ms, rowid",
-                [case_id],
-            ).fetchall()
-        return [
-            Decision(decision=str(d), note=n, analyst=str(a), at_ms=int(at)) for d, n, a, at in rows
-        ]
-
-    def record_decision(self, case_id: str, decision: Decision) -> bool:
-        """Record ``decision`` and the status it implies, in one transaction; False: no such case."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                found = con.execute("SELECT 1 FROM cases WHERE case_id = ?", [case_id]).fetchone()
-                if found is None:
-                    con.execute("ROLLBACK")
-                    return False
-                con.execute(
-                    "INSERT INTO decisions VALUES (?, ?, ?, ?, ?)",
-                    [case_id, decision.decision, decision.note, decision.analyst, decision.at_ms],
-                )
-                status = STATUS_OF_DECISION.get(decision.decision)
-                if status is not None:
-                    con.execute("UPDATE cases SET status = ? WHERE case_id = ?", [status, case_id])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        return True
-
-    def ping(self) -> None:
-        """Raise StoreError when the store cannot be opened and read."""
-        with self.connect() as con:
-            con.execute("SELECT 1").fetchone()
 
     def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query (used by the query and API layers)."""
@@ -732,25 +639,6 @@ class _Dictionary:
     runs: list[pl.DataFrame]  # key, kid, _h: each sorted by _h (the key's hash)
     size: int
     slots: dict[tuple[str, str], int]
-
-
-_CASE_COLUMNS = "seq, case_id, rule, action, score, event_id, event_time, created_ms, status, body"
-
-
-def _stored_case(row: tuple[Any, ...]) -> StoredCase:
-    seq, case_id, rule, action, score, event_id, event_time, created_ms, status, body = row
-    return StoredCase(
-        seq=int(seq),
-        case_id=str(case_id),
-        rule=str(rule),
-        action=str(action),
-        score=float(score),
-        event_id=event_id,
-        event_time=int(event_time),
-        created_ms=int(created_ms or 0),
-        status=str(status or "open"),
-        body=str(body or ""),
-    )
 
 
 def _case_from_row(seq: int, body: str) -> Case:

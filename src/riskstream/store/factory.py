@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, TypeAlias
 from riskstream.errors import StoreError
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.duck import Store as DuckStore
+from riskstream.store.protocol import Store
 
 if TYPE_CHECKING:
     from riskstream.store.postgres import PgStore
 
+#: Either backend (``Store`` is the protocol both implement; prefer it in signatures).
 AnyStore: TypeAlias = "DuckStore | PgStore"
 
 ENGINE_ID_FILE = "engine-id"
@@ -80,3 +82,8 @@ def open_store(
         read_only=read_only,
         log=log,
     )
+
+
+def _implements_protocol(store: AnyStore) -> Store:
+    """mypy checks here that both backends implement the ``Store`` protocol."""
+    return store

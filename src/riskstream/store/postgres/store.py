@@ -25,6 +25,7 @@ from riskstream.store.postgres import derive, reads, write
 from riskstream.store.postgres.conn import Adapter, Connections, first_line, to_pg
 from riskstream.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from riskstream.store.protocol import KeyRows, PlanFor
+from riskstream.store.shared import SharedQueries
 
 #: How long a checkpoint keeps retrying while PostgreSQL is away (then the run stops).
 DEFAULT_GIVE_UP_S = float(os.environ.get("RISKSTREAM_PG_RETRY_S", "300"))
@@ -44,7 +45,7 @@ _PL_TYPES: dict[int, pl.DataType] = {
 }
 
 
-class PgStore:
+class PgStore(SharedQueries):
     """A PostgreSQL schema holding one pipeline's state (see ``store.postgres.schema``)."""
 
     shared = True

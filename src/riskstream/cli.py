@@ -312,8 +312,8 @@ def backtest(
     ] = None,
 ) -> None:
     """Backtest a rule over archived events (or a source): hits, precision, recall, per day."""
+    from riskstream.core.events import parse_time
     from riskstream.lab.commands import run_backtest, summary_lines, write_json
-    from riskstream.query.range import parse_time
 
     result = run_backtest(
         config,

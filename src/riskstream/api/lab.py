@@ -27,12 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from riskstream.api.auth import Principal, require
 from riskstream.api.context import ApiContext
+from riskstream.core.events import parse_time
 from riskstream.errors import RiskstreamError, SpecError
 from riskstream.lab.archive import META_SEQ
 from riskstream.lab.backtest import backtest_archive
 from riskstream.lab.replay import compile_rule
 from riskstream.lab.specfile import diff_text, rule_body, write_rule
-from riskstream.query.range import parse_time
 from riskstream.spec.model import PipelineSpec
 from riskstream.store import lab as labstore
 
@@ -135,7 +135,7 @@ def start_backtest(
             try:
                 with ctx.engine_lock():
                     committed = int(ctx.store.meta().get(META_SEQ, "0"))
-                    with ctx.store.connect() as con:
+                    with ctx.db() as con:
                         labels = labstore.read_labels(con)
                         cases = labstore.case_hits(con, frm, to)
                 job.result = backtest_archive(

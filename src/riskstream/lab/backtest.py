@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from riskstream.core.case import case_id_for
 from riskstream.core.events import RawBatch
 from riskstream.lab.replay import (
     archive_events,
@@ -33,7 +34,6 @@ from riskstream.lab.replay import (
     replay,
     warmup_ms,
 )
-from riskstream.sinks.case import case_id_for
 from riskstream.spec.model import PipelineSpec
 
 LIVE = "__live__"

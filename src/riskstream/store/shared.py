@@ -1,9 +1,8 @@
-"""The reads and writes both SQL backends share: the case queue, decisions, run state.
+"""The case queue, decisions and run-state reads of a SQL store with the version-1 tables
+(``cases``, ``decisions``, ``throttles``, ``rule_hits``, ``feature_values``): the DuckDB store's.
 
-The tables behind them (``cases``, ``decisions``, ``throttles``, ``rule_hits``,
-``feature_values``) have the same shape in DuckDB and PostgreSQL, and each backend's
-``connect()`` answers ``execute(sql_with_?, args)`` the same way (the PostgreSQL adapter
-rewrites the placeholders), so these are written once.
+Written against ``connect()`` (``execute(sql_with_?, args)``) and ``frame(sql, args)`` only, so
+a backend with the same tables can reuse it as a mixin.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from riskstream.store.postgres import derive, reads, write
 from riskstream.store.postgres.conn import Adapter, Connections, first_line, to_pg
 from riskstream.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from riskstream.store.protocol import KeyRows, PlanFor
-from riskstream.store.shared import SharedQueries
 
 #: How long a checkpoint keeps retrying while PostgreSQL is away (then the run stops).
 DEFAULT_GIVE_UP_S = float(os.environ.get("RISKSTREAM_PG_RETRY_S", "300"))
@@ -45,7 +44,7 @@ _PL_TYPES: dict[int, pl.DataType] = {
 }
 
 
-class PgStore(SharedQueries):
+class PgStore:
     """A PostgreSQL schema holding one pipeline's state (see ``store.postgres.schema``)."""
 
     shared = True

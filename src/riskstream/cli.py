@@ -370,8 +370,8 @@ def train(
     ] = None,
 ) -> None:
     """Train a model on the labelled events: a versioned model and its report."""
+    from riskstream.core.events import parse_time
     from riskstream.models.registry import models_root
-    from riskstream.query.range import parse_time
     from riskstream.spec.load import load_spec
     from riskstream.training.commands import run_train
     from riskstream.training.train import Params

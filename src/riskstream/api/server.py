@@ -54,20 +54,25 @@ class ServerHandle:
         self._server.should_exit = True
         self._thread.join(timeout_s)
 
-    def wait(self) -> None:
-        """Block until Ctrl-C / SIGTERM (or the server stops), then stop it."""
-        stop = threading.Event()
+    def wait(self, stop: Callable[[], bool] | None = None) -> None:
+        """Block until Ctrl-C / SIGTERM, ``stop()`` is true or the server stops; then stop it.
+
+        ``stop`` covers a signal that arrived before this method took over the handlers
+        (the engine runner's handler saw it): one signal is always enough.
+        """
+        signalled = threading.Event()
         previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
 
             def handler(signum: int, frame: FrameType | None) -> None:
-                stop.set()
+                signalled.set()
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, handler)
         try:
-            while not stop.wait(0.2) and self._thread.is_alive():
-                pass
+            while self._thread.is_alive() and not (stop is not None and stop()):
+                if signalled.wait(0.2):
+                    break
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)

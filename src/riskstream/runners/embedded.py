@@ -57,6 +57,8 @@ class RunStats:
     reloads: int = 0
     reload_errors: list[str] = field(default_factory=list)
     lag: dict[str, int] = field(default_factory=dict)
+    #: Partitions a bounded run still needs that another consumer-group member holds.
+    waiting: list[str] = field(default_factory=list)
     last_batch_s: float = 0.0
     last_checkpoint_s: float = 0.0
 
@@ -137,6 +139,11 @@ class EmbeddedRunner:
     def request_stop(self, *_: object) -> None:
         """Finish the current batch, checkpoint and stop (SIGTERM/SIGINT)."""
         self._stop = True
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a stop was asked for (SIGTERM/SIGINT or :meth:`request_stop`)."""
+        return self._stop
 
     def run(self, *, install_signals: bool = True) -> RunStats:
         """Run until the source ends (bounded) or a stop is requested."""
@@ -243,6 +250,10 @@ class EmbeddedRunner:
         marks = store.sink_marks()
         self.sinks = self._make_sinks(marks)
         for sink in self.sinks:
+            legacy = getattr(sink, "legacy_name", None)  # a name that showed credentials
+            if isinstance(legacy, str) and legacy in marks:
+                store.rename_sink_mark(legacy, sink.name)
+                marks[sink.name] = max(marks.pop(legacy), marks.get(sink.name, 0))
             mark = max(marks.get(sink.name, 0), sink.delivered_seq())
             backlog = store.cases_after(mark)
             if backlog:
@@ -313,9 +324,7 @@ class EmbeddedRunner:
             if batch.resume and any(self.positions.get(p) != v for p, v in batch.resume.items()):
                 self.positions.update(batch.resume)
                 self._dirty = True
-            lag = getattr(self.source, "lag", None)
-            if callable(lag):
-                self.stats.lag = lag()
+            self._source_status()
             self._cases.extend(self.take_api_cases())
             if (self._dirty or self._cases) and (
                 self._since_events >= every_events or time.monotonic() - self._last_cp >= every_s
@@ -330,6 +339,7 @@ class EmbeddedRunner:
                 self._last_cp = time.monotonic()
             if self.on_batch:
                 self.on_batch(self.stats)
+        self._source_status()
         if self._dirty or self._cases or self._quarantined:
             self._checkpoint_pending(store)
         self.writer.wait()
@@ -344,6 +354,22 @@ class EmbeddedRunner:
             self._compact(store)
         if self.on_batch:
             self.on_batch(self.stats)
+
+    def _source_status(self) -> None:
+        """Lag and the partitions a bounded run waits for (said once in the log when it starts)."""
+        lag = getattr(self.source, "lag", None)
+        if callable(lag):
+            self.stats.lag = lag()
+        waiting_for = getattr(self.source, "waiting_for", None)
+        if callable(waiting_for):
+            waiting = list(waiting_for())
+            if waiting and waiting != self.stats.waiting:
+                self.log(
+                    f"waiting for partitions {', '.join(waiting)}: held by another member of "
+                    "the consumer group (a bounded run ends only when every partition is read "
+                    "to its end offset)"
+                )
+            self.stats.waiting = waiting
 
     def _checkpoint_pending(self, store: Store) -> None:
         """Checkpoint what is pending on ``self`` and start a new pending set."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from riskstream.errors import StoreError
+from riskstream.store.private import open_private, private_dir
 
 
 class DataDirLock:
@@ -18,8 +19,8 @@ class DataDirLock:
         self._fd: int | None = None
 
     def __enter__(self) -> DataDirLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.path.parent)
+        fd = open_private(self.path, os.O_RDWR, nofollow=True)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

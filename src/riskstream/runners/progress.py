@@ -40,14 +40,22 @@ class Progress:
         if self._live is None or now - self._last < 0.25:
             return
         self._last = now
-        rate = stats.events / stats.elapsed if stats.elapsed > 0 else 0.0
-        lag = sum(stats.lag.values()) if stats.lag else None
-        text = (
-            f"[bold]{stats.events:,}[/] events  [cyan]{rate:,.0f}/s[/]  "
-            f"quarantined [yellow]{sum(stats.quarantined.values()):,}[/]  cases [red]{stats.cases:,}[/]  "
-            f"checkpoints {stats.checkpoints:,}" + (f"  lag {lag:,}" if lag is not None else "")
-        )
-        self._live.update(text)
+        self._live.update(progress_line(stats))
+
+
+def progress_line(stats: RunStats) -> str:
+    """The live line (rich markup): events, rate, quarantined, cases, checkpoints, lag, waits."""
+    rate = stats.events / stats.elapsed if stats.elapsed > 0 else 0.0
+    lag = sum(stats.lag.values()) if stats.lag else None
+    text = (
+        f"[bold]{stats.events:,}[/] events  [cyan]{rate:,.0f}/s[/]  "
+        f"quarantined [yellow]{sum(stats.quarantined.values()):,}[/]  cases [red]{stats.cases:,}[/]  "
+        f"checkpoints {stats.checkpoints:,}" + (f"  lag {lag:,}" if lag is not None else "")
+    )
+    if stats.waiting:
+        shown = ", ".join(stats.waiting[:4]) + (" …" if len(stats.waiting) > 4 else "")
+        text += f"  [magenta]waiting for partitions {shown}[/] (held by another group member)"
+    return text
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 
 from riskstream.engine.decode import Quarantined
+from riskstream.store.private import open_private, private_dir
 
 
 class QuarantineFile:
@@ -20,8 +21,8 @@ class QuarantineFile:
 
     def __init__(self, path: Path, committed_bytes: int) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        private_dir(path.parent)
+        self._fd = open_private(path, os.O_RDWR | os.O_APPEND, nofollow=True)
         if os.fstat(self._fd).st_size > committed_bytes:
             os.ftruncate(self._fd, committed_bytes)
         self.size = os.fstat(self._fd).st_size

@@ -40,9 +40,9 @@ def sink_factory(spec: PipelineSpec, data_dir: Path) -> Callable[[dict[str, int]
         sinks = []
         for s in spec.sinks:
             conf = s.model_dump()
-            sinks.append(
-                build_sink(conf, data_dir, spec.name, resume_seq=marks.get(_sink_name(conf), 0))
-            )
+            names = _sink_names(conf)
+            resume = max(marks.get(n, 0) for n in names)
+            sinks.append(build_sink(conf, data_dir, spec.name, resume_seq=resume))
         return sinks
 
     return make
@@ -94,17 +94,22 @@ def run_pipeline(
     if not quiet:
         console.print(summary_table(summary))
     if server is not None:
-        server.wait()
+        # One SIGTERM / Ctrl-C ends everything: if it stopped the ingestion (drained and
+        # checkpointed above), the API goes too; if the source ended, the API serves until one.
+        server.wait(stop=lambda: runner.stop_requested)
     return summary
 
 
-def _sink_name(conf: dict[str, Any]) -> str:
-    # Must match each sink's ``name`` attribute: the key of its delivery mark in the store.
+def _sink_names(conf: dict[str, Any]) -> list[str]:
+    """Each sink's ``name`` (the key of its delivery mark in the store), then former names."""
     kind = conf.get("kind")
     if kind == "file":
-        return f"file:{conf.get('path')}"
+        return [f"file:{conf.get('path')}"]
     if kind == "webhook":
-        return f"webhook:{conf.get('url')}"
+        from riskstream.sinks.webhook import redact_url
+
+        url = str(conf.get("url"))
+        return [f"webhook:{redact_url(url)}", f"webhook:{url}"]
     if kind == "kafka":
-        return f"kafka:{conf.get('topic')}"
-    return str(kind)
+        return [f"kafka:{conf.get('topic')}"]
+    return [str(kind)]

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from riskstream.store.private import FILE_MODE, narrow
+
 
 def utc_now_iso() -> str:
     """The current time as ISO-8601 UTC with milliseconds (``2024-05-01T12:00:00.123Z``)."""
@@ -40,7 +42,8 @@ class JsonlAppender:
                 raise ValueError(f"{self.path} is closed")
             if self._fd < 0:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+                narrow(self._fd)
             data = memoryview(line)
             while data:
                 data = data[os.write(self._fd, data) :]

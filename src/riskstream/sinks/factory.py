@@ -14,7 +14,7 @@ from riskstream.errors import SinkError
 from riskstream.sinks.base import Sink
 from riskstream.sinks.file import FileSink
 from riskstream.sinks.stdout import StdoutSink
-from riskstream.sinks.webhook import WebhookSink
+from riskstream.sinks.webhook import WebhookSink, redact_url
 
 _KEYS: dict[str, frozenset[str]] = {
     "file": frozenset({"path"}),
@@ -66,9 +66,10 @@ def _build_webhook(
     spec: Mapping[str, Any], data_dir: Path, pipeline: str, resume_seq: int
 ) -> WebhookSink:
     """A webhook sink; the secret comes from the environment variable named by ``secret_env``."""
-    url = spec.get("url")
-    if not isinstance(url, str) or not url:
+    raw = spec.get("url")
+    if not isinstance(raw, str) or not raw:
         raise SinkError("webhook sink: 'url' is required (https://...)")
+    url = redact_url(raw)  # for messages: credentials never shown
     secret: bytes | None = None
     secret_env = spec.get("secret_env")
     if secret_env is not None:
@@ -81,7 +82,7 @@ def _build_webhook(
             )
         secret = value.encode()
     return WebhookSink(
-        url,
+        raw,
         secret,
         timeout_s=_seconds(spec.get("timeout", 5.0), url),
         concurrency=_positive_int(spec.get("concurrency", 4), "concurrency", url),

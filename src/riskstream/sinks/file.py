@@ -41,6 +41,7 @@ from typing import NamedTuple
 from riskstream.core.case import Case
 from riskstream.errors import SinkError
 from riskstream.sinks.base import SinkStats
+from riskstream.store.private import FILE_MODE, narrow
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +137,15 @@ class FileSink:
         """Open both files, lock them, and cut the case file back to a durable mark."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
         created = not self._path.exists() or not self._index_path.exists()
-        self._index_fd = os.open(self._index_path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Cases carry full event bodies: 0600 whatever the umask.
+        self._index_fd = os.open(self._index_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        narrow(self._index_fd)
         try:
             fcntl.flock(self._index_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SinkError(f"{self.name}: the file is in use by another sink") from None
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        narrow(self._fd)
         if created:
             _fsync_dir(self._path.parent)
         size = os.fstat(self._fd).st_size

@@ -16,6 +16,7 @@ import queue
 import random
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -138,6 +139,46 @@ class _Progress:
             return SinkStats(self.delivered, self.retried, self.dead_lettered, len(self._pending))
 
 
+def redact_url(url: str) -> str:
+    """``https://user:pw@host/p?token=abc#x`` -> ``https://***@host/p?token=***#***``.
+
+    Credentials in the user-info part, every query value and the fragment are hidden; the
+    scheme, host, port and path stay readable (they tell operators which endpoint it is).
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        (p.split("=", 1)[0] + "=***") if "=" in p else "***" for p in parts.query.split("&") if p
+    )
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, query, "***" if parts.fragment else "")
+    )
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secret pieces of ``url`` (user-info, query values, fragment), longest first."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return [url]
+    found: set[str] = {url}
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        found.add(userinfo)
+        found.update(userinfo.split(":", 1))
+        found.update(urllib.parse.unquote(p) for p in userinfo.split(":", 1))
+    for p in parts.query.split("&"):
+        value = p.split("=", 1)[1] if "=" in p else p
+        found.update({value, urllib.parse.unquote_plus(value)})
+    found.add(parts.fragment)
+    return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
+
+
 class WebhookSink:
     """POSTs ``case.body()`` with ``Idempotency-Key`` and an optional HMAC signature."""
 
@@ -159,11 +200,15 @@ class WebhookSink:
         user_agent: str = f"riskstream/{__version__}",
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.name = f"webhook:{url}"
+        # Shown in /metrics labels, logs and the store (the mark's key): never credentials.
+        self.name = f"webhook:{redact_url(url)}"
+        #: The name before credentials were redacted: a store may still hold a mark under it.
+        self.legacy_name = f"webhook:{url}"
+        self._secrets = _url_secrets(url)
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError) as exc:
-            raise SinkError(f"{self.name}: bad URL: {exc}") from None
+            raise SinkError(f"{self.name}: bad URL: {self.scrub(str(exc))}") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise SinkError(f"{self.name}: the URL must be http:// or https:// with a host")
         for label, value in (
@@ -195,6 +240,13 @@ class WebhookSink:
         ]
         for worker in self._workers:
             worker.start()
+
+    def scrub(self, text: str) -> str:
+        """``text`` (an error message) with the URL's credentials replaced by ``***``."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***" if secret != self._url else self.name[8:])
+        return text
 
     # -- the engine's side --------------------------------------------------------------
 
@@ -287,10 +339,12 @@ class WebhookSink:
                 elif status in (429, 503):
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
             except httpx.HTTPError as exc:  # timeouts, refused or reset connections ...
-                error, verdict = f"{type(exc).__name__}: {exc}", "retry"
+                error, verdict = self.scrub(f"{type(exc).__name__}: {exc}"), "retry"
             except Exception as exc:  # a bug here must not kill the worker and stall the mark
-                log.exception("%s: unexpected error sending case %s", self.name, case.case_id)
-                error, verdict = f"{type(exc).__name__}: {exc}", "retry"
+                error, verdict = self.scrub(f"{type(exc).__name__}: {exc}"), "retry"
+                log.error(
+                    "%s: unexpected error sending case %s: %s", self.name, case.case_id, error
+                )
             if (
                 verdict == "retry"
                 and self._max_attempts is not None

@@ -5,6 +5,7 @@ See ``riskstream.sources.kafka`` for the guarantees; this mixin keeps the bookke
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 
 from confluent_kafka import (
@@ -26,7 +27,12 @@ from riskstream.kafka.config import (
     split_part,
 )
 from riskstream.sources._kafka_align import Aligner
-from riskstream.sources._kafka_offsets import committed_offsets, replay_bounds, watermarks
+from riskstream.sources._kafka_offsets import (
+    committed_offsets,
+    replay_bounds,
+    topic_partitions,
+    watermarks,
+)
 
 
 class PartitionOwnership:
@@ -46,6 +52,10 @@ class PartitionOwnership:
     _assigned: set[str]
     _before: set[str]  # held just before the current rebalance
     _end: dict[str, int]  # stop offsets (until_end, replay)
+    _low: dict[str, int]  # low watermarks when the ends were taken (nothing to read below)
+    _elsewhere: dict[str, int]  # committed offsets of partitions another member holds
+    _elsewhere_at: float  # when ``_elsewhere`` was last asked of the group coordinator
+    _all_ends: bool  # the end offsets of *every* partition were taken at start (bounded group run)
     _paused: set[str]
     _seen_topics: set[str]
     _ever_assigned: bool
@@ -164,10 +174,57 @@ class PartitionOwnership:
         log.warning("kafka source: commit failed: %s", err.str() if err else partitions)
 
     def _finished(self) -> bool:
-        """Every assigned partition delivered everything before its end offset (--until-end)."""
+        """Every partition of the topics consumed to its end offset taken at start (bounded run).
+
+        Partitions this engine holds count by what it delivered; partitions another member of
+        the group holds (a live engine, or a killed one until its session times out) count by
+        the group's committed offsets: the run never ends while part of the topic is unread.
+        """
         if not self._ever_assigned or self._rebalancing:
             return False
-        return not self._active()
+        if self._active():
+            return False
+        return not self.waiting_for(refresh=True)
+
+    def take_all_ends(self) -> None:
+        """A bounded group run: the end offsets of every partition of the topics, now."""
+        for tp in topic_partitions(self._consumer, self.topics):
+            part = part_name(tp.topic, tp.partition)
+            low, high = watermarks(self._consumer, tp.topic, tp.partition)
+            self._end.setdefault(part, high)
+            self._low[part] = low
+            self._seen_topics.add(tp.topic)
+        self._all_ends = True
+
+    def waiting_for(self, *, refresh: bool = False) -> list[str]:
+        """Partitions this bounded run still needs but another group member holds.
+
+        ``refresh`` asks the group coordinator for their committed offsets (at most once a
+        second); otherwise the last answer is used.
+        """
+        if not self._all_ends:
+            return []
+        others = [p for p in self._end if p not in self._assigned and self._behind(p)]
+        if others and refresh and time.monotonic() - self._elsewhere_at >= 1.0:
+            self._elsewhere_at = time.monotonic()
+            query = [TopicPartition(*split_part(p)) for p in others]
+            self._elsewhere.update(committed_offsets(self._consumer, query))
+            others = [p for p in others if self._behind(p)]
+        return sorted(others)
+
+    def _behind(self, part: str) -> bool:
+        """Whether ``part`` has not been consumed (by anyone we know of) to its end offset."""
+        end = self._end[part]
+        if end <= self._low.get(part, 0):
+            return False  # nothing to read (empty, or every message removed by retention)
+        return max(self._next.get(part, -1), self._elsewhere.get(part, -1)) < end
+
+    def _position(self, part: str) -> int | None:
+        """The next offset of ``part`` to be counted, as far as this engine knows."""
+        known = [o for o in (self._next.get(part), self._elsewhere.get(part)) if o is not None]
+        if known:
+            return max(known)
+        return self._low.get(part)
 
     def _message_error(self, m: Message) -> str | None:
         """Handle an error event; returns the partition when it is an end-of-partition event."""
@@ -202,6 +259,7 @@ class PartitionOwnership:
             start = max(first, self._next.get(part, first))  # a crashed replay resumes
             self._start(part, start)
             self._end[part] = stop
+            self._low[part] = first
             topic, partition = split_part(part)
             self._seen_topics.add(topic)
             if start < stop:

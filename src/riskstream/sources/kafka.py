@@ -125,6 +125,10 @@ class KafkaSource(PartitionOwnership):
         self._assigned: set[str] = set()
         self._before: set[str] = set()  # held just before the current rebalance
         self._end: dict[str, int] = {}  # stop offsets (until_end, replay)
+        self._low: dict[str, int] = {}
+        self._elsewhere: dict[str, int] = {}
+        self._elsewhere_at = 0.0
+        self._all_ends = False
         self._paused: set[str] = set()
         self._names: dict[tuple[str, int], str] = {}
         self._ever_assigned = False
@@ -171,6 +175,8 @@ class KafkaSource(PartitionOwnership):
         """Up to ``max_events`` events in timestamp order across partitions; None past the end."""
         if self.replay and not self._ever_assigned:
             self._assign_replay()
+        elif self.until_end and not self._all_ends:
+            self.take_all_ends()  # before the first assignment: ends "taken at start"
         if self.until_end and self._finished():
             return None
         buffered = sum(map(len, self._aligner.buffers.values()))
@@ -312,8 +318,24 @@ class KafkaSource(PartitionOwnership):
             self._dlq.send(records)
 
     def lag(self) -> dict[str, int]:
-        """Per assigned partition: high watermark (as last fetched) - next offset to deliver."""
-        lag: dict[str, int] = {}
+        """Events behind, per partition.
+
+        Streaming: per assigned partition, high watermark (as last fetched) - next offset.
+        Bounded (``--until-end``, replay): per partition of the run, held or not, its end
+        offset - the next offset to be counted (what this run still has to read).
+        """
+        if self._all_ends or self.replay:
+            lag: dict[str, int] = {}
+            for part, end in sorted(self._end.items()):
+                pos = self._position(part)
+                if end <= self._low.get(part, 0):
+                    lag[part] = 0
+                elif pos is not None:
+                    lag[part] = max(0, end - pos)
+                else:
+                    lag[part] = end
+            return lag
+        lag = {}
         for part in sorted(self._assigned):
             nxt = self._next.get(part)
             if nxt is None:

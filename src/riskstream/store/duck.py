@@ -27,6 +27,7 @@ from riskstream.core.keys import CODE, HASH, gather_keys, keyed
 from riskstream.core.stats import m2_merge_sql
 from riskstream.errors import StoreError
 from riskstream.store import reads, rollup
+from riskstream.store.private import narrow_path, private_dir, tighten_umask
 from riskstream.store.protocol import KeyRows, PlanFor
 from riskstream.store.protocol import Store as StoreProtocol
 from riskstream.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -57,14 +58,13 @@ class DuckDBStore(SharedQueries):
         self._kept: duckdb.DuckDBPyConnection | None = None
         self._dict: _Dictionary | None = None
         if not read_only:
-            try:
-                self.data_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create data dir {str(self.data_dir)!r}: {exc.strerror}"
-                ) from None
+            # Full event bodies live here: the dir 0700, DuckDB's own files (db, WAL) 0600.
+            private_dir(self.data_dir)
+            tighten_umask()
             with self.connect() as con:
                 self._migrate(con)
+            for name in (DB_NAME, DB_NAME + ".wal"):
+                narrow_path(self.data_dir / name)
         elif not self.path.exists():
             raise StoreError(
                 f"no store in {str(self.data_dir)!r} (run a pipeline with --data-dir first)"
@@ -167,6 +167,18 @@ class DuckDBStore(SharedQueries):
                 str(s): int(q)
                 for s, q in con.execute("SELECT sink, seq FROM sink_marks").fetchall()
             }
+
+    def rename_sink_mark(self, old: str, new: str) -> None:
+        """Move the mark of sink ``old`` to ``new`` (keeping the higher); ``old`` is deleted."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            row = con.execute("SELECT seq FROM sink_marks WHERE sink = ?", [old]).fetchone()
+            if row is not None:
+                cur = con.execute("SELECT seq FROM sink_marks WHERE sink = ?", [new]).fetchone()
+                seq = max(int(row[0]), int(cur[0]) if cur else 0)
+                con.execute("INSERT OR REPLACE INTO sink_marks VALUES (?, ?)", [new, seq])
+                con.execute("DELETE FROM sink_marks WHERE sink = ?", [old])
+            con.execute("COMMIT")
 
     def cases_after(self, seq: int, limit: int | None = None) -> list[Case]:
         """Outbox cases with seq greater than ``seq``, in order."""

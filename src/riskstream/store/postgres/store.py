@@ -168,6 +168,25 @@ class PgStore:
 
         return self._retry("reading sink marks", read)  # type: ignore[no-any-return]
 
+    def rename_sink_mark(self, old: str, new: str) -> None:
+        """Move this engine's mark of sink ``old`` to ``new`` (keeping the higher); drop ``old``."""
+        engine = self.engine or ""
+
+        def move(con: psycopg.Connection[Any]) -> None:
+            with con.transaction():
+                row = con.execute(
+                    "DELETE FROM sink_marks WHERE engine = %s AND sink = %s RETURNING seq",
+                    [engine, old],
+                ).fetchone()
+                if row is not None:
+                    con.execute(
+                        "INSERT INTO sink_marks AS t VALUES (%s, %s, %s) ON CONFLICT (engine, sink) "
+                        "DO UPDATE SET seq = GREATEST(t.seq, EXCLUDED.seq)",
+                        [engine, new, int(row[0])],
+                    )
+
+        self._retry("renaming a sink mark", move)
+
     def cases_after(self, seq: int, limit: int | None = None) -> list[Case]:
         """This engine's outbox cases numbered after ``seq`` (every case for a reader)."""
         if self.engine is None:

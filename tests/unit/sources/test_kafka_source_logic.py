@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -99,6 +100,14 @@ class FakeConsumer:
         self, tp: TopicPartition, timeout: float | None = None, cached: bool = False
     ) -> tuple[int, int]:
         return 0, self.high.get((tp.topic, tp.partition), 0)
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        """Metadata: the partitions named in ``high`` (at least partition 0 of ``pay``)."""
+        parts: dict[str, dict[int, None]] = {"pay": {0: None}}
+        for t, p in self.high:
+            parts.setdefault(t, {})[p] = None
+        topics = {t: SimpleNamespace(error=None, partitions=ps) for t, ps in parts.items()}
+        return SimpleNamespace(topics=topics)
 
     def incremental_assign(self, tps: list[TopicPartition]) -> None:
         self.events.append("assign")
@@ -272,3 +281,26 @@ def test_replay_uses_no_group_and_its_own_positions(monkeypatch: pytest.MonkeyPa
     assert source.name == "kafka-replay:pay" and source.until_end
     source.after_checkpoint({"pay/0": 5})
     assert consumer.commits == []
+
+
+def test_until_end_waits_for_partitions_another_member_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 12.4: ends are taken for every partition at start; pay/1 is held elsewhere."""
+    source, consumer = _source(monkeypatch, until_end=True)
+    consumer.high = {("pay", 0): 2, ("pay", 1): 5, ("pay", 2): 0}
+    assert source.read_batch(10, 0.1) is not None  # ends taken, nothing assigned yet
+    consumer.cb["assign"](consumer, _tps(0))  # the group gives this engine pay/0 only
+    consumer.script = [[FakeMessage("pay", 0, 0, ts=1), FakeMessage("pay", 0, 1, ts=2)]]
+    batch = source.read_batch(10, 0.1)
+    assert batch is not None and batch.positions == ["pay/0@0", "pay/0@1"]
+    for _ in range(3):  # pay/0 is done, pay/1 is not: the run must not end
+        source._elsewhere_at = 0.0
+        assert source.read_batch(10, 0.1) is not None
+    assert source.waiting_for() == ["pay/1"]
+    assert source.lag() == {"pay/0": 0, "pay/1": 5, "pay/2": 0}
+    consumer.committed_offsets[("pay", 1)] = 5  # the other member consumed and committed it
+    source._elsewhere_at = 0.0
+    assert source.read_batch(10, 0.1) is None
+    assert source.waiting_for() == [] and source.lag() == {"pay/0": 0, "pay/1": 0, "pay/2": 0}
+    source.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from riskstream.errors import StoreError
-from riskstream.store.private import open_private, private_dir
+from riskstream.store.private import open_private, private_dir, tighten_umask
 
 
 class DataDirLock:
@@ -20,6 +20,7 @@ class DataDirLock:
 
     def __enter__(self) -> DataDirLock:
         private_dir(self.path.parent)
+        tighten_umask()  # whatever the store: every file the run creates is private
         fd = open_private(self.path, os.O_RDWR, nofollow=True)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -31,6 +31,7 @@ from tests.integration.kafka.helpers import (
     cases_in_file,
     committed,
     create_topics,
+    end_offsets,
     expected_cases,
     make_events,
     produce,
@@ -43,6 +44,8 @@ from tests.kafka_broker import KafkaBroker, unique_topic
 pytestmark = pytest.mark.kafka
 
 N_EVENTS = 120_000
+#: Longer than the topic's hour: partitions read one after the other lose nothing as too late.
+LATENESS = "3h"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,7 @@ def topic_data(
         topic=topic,
         group=unique_topic("whole"),
         cases_file=tmp / "whole-cases.jsonl",
+        lateness=LATENESS,
     )
     run_cli("run", "-c", str(spec), "--data-dir", str(tmp / "whole"), "--until-end", "-q")
     return {"tmp": tmp, "bootstrap": bootstrap, "topic": topic, "events": events, "t0": t0}
@@ -72,6 +76,7 @@ def _summary(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
+WAITING = "waiting for partitions "
 HOLDER = """
 import sys
 from confluent_kafka import Consumer
@@ -105,16 +110,39 @@ def _engine(spec: Path, data: Path, log: Path, *args: str) -> subprocess.Popen[b
         return subprocess.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=err)
 
 
-def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Until ``text`` is in the log ``path`` (False when ``proc`` exits first or on timeout)."""
+def _waiting_for(log: Path) -> list[str]:
+    """The partitions named by the last "waiting for partitions" line of the log."""
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if WAITING in ln]
+    if not lines:
+        return []
+    named = lines[-1].split(WAITING, 1)[1].split(":", 1)[0]
+    return [p.strip() for p in named.split(",")]
+
+
+def _own_partitions_done(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    log: Path,
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+) -> list[str]:
+    """Until the run has committed every partition it holds to its end and says it waits for
+    the others; returns those (held by the other member)."""
+    ends = end_offsets(bootstrap, topic)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.1)
-    return False
+        assert proc.poll() is None, (
+            f"the restarted run ended (rc {proc.returncode}) without waiting for the "
+            f"partitions held elsewhere: {log.read_text()[-2000:]}"
+        )
+        held = _waiting_for(log)
+        done = committed(bootstrap, group, topic)
+        mine = [p for p in range(PARTITIONS) if f"{topic}/{p}" not in held]
+        if held and all(done[p] >= ends[p] for p in mine):
+            return held
+        time.sleep(0.3)
+    raise AssertionError(f"no wait for the other member's partitions: {log.read_text()[-2000:]}")
 
 
 def test_restart_after_sigkill_waits_for_partitions_held_elsewhere(
@@ -132,6 +160,7 @@ def test_restart_after_sigkill_waits_for_partitions_held_elsewhere(
         topic=topic,
         group=group,
         cases_file=tmp / "killed-cases.jsonl",
+        lateness=LATENESS,
     )
     data = tmp / "killed"
     holder = _start_holder(bootstrap, group, topic)
@@ -155,12 +184,10 @@ def test_restart_after_sigkill_waits_for_partitions_held_elsewhere(
         log = tmp / "restart.log"
         summary_path = tmp / "killed-summary.json"
         restarted = _engine(spec, data, log, "--until-end", "--summary-json", str(summary_path))
-        waited = _wait_for(log, "waiting for partitions", restarted, timeout=120)
-        assert waited, (
-            f"the restarted run did not wait for the partitions held elsewhere "
-            f"(rc {restarted.poll()}): {log.read_text()[-2000:]}"
-        )
-        assert restarted.poll() is None
+        held = _own_partitions_done(bootstrap, group, topic, log, restarted, timeout=180)
+        time.sleep(2.0)  # today's main ended here, its own partitions done, the rest unread
+        assert restarted.poll() is None, log.read_text()[-2000:]
+        assert held and len(held) < PARTITIONS, held
     finally:
         holder.send_signal(signal.SIGKILL)  # it dies holding its partitions
         holder.wait()

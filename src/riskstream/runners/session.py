@@ -23,8 +23,8 @@ class Served(Protocol):
         """Base URL."""
         ...
 
-    def wait(self) -> None:
-        """Block until the server stops."""
+    def wait(self, stop: Callable[[], bool] | None = None) -> None:
+        """Block until a signal, ``stop()`` is true or the server stops; then stop it."""
 
 
 #: Starts the HTTP API over a spec, a data dir and the live runner (None: the store only).

@@ -87,6 +87,10 @@ class Store(BucketReader, Protocol):
         """Per sink, the highest case seq known delivered."""
         ...
 
+    def rename_sink_mark(self, old: str, new: str) -> None:
+        """Move the delivery mark of sink ``old`` to ``new`` (keeping the higher); drop ``old``."""
+        ...
+
     def throttles(self) -> dict[tuple[str, str], int]:
         """``(rule, throttle key) -> until (ms)`` of ``once_per`` rules."""
         ...

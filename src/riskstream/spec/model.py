@@ -1,4 +1,4 @@
-"""Typed models of the pipeline spec (DESIGN.md); unknown keys are refused."""
+"""Typed models of the pipeline spec (the contract: README, "The pipeline spec"; layers: docs/architecture.md); unknown keys are refused."""
 
 from __future__ import annotations
 

@@ -37,13 +37,20 @@ def unit_spec(extra: str = "") -> PipelineSpec:
     return parse_spec(SPEC + extra)
 
 
+TRAINED: dict[str, object] = {}
+
+
 @pytest.fixture(scope="session")
 def trained_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Trained]:
-    """``models/`` with ``fraud`` v1 (30 trees) trained on 20k generated events."""
+    """``models/`` with ``fraud`` v1 (30 trees) trained on 20k generated events.
+
+    The training set (features recomputed by replaying the events) is in ``TRAINED["data"]``.
+    """
     root = tmp_path_factory.mktemp("models") / "models"
     spec = unit_spec()
     data = build_dataset(spec, source_events(spec, EVENTS), FEATURES)
     trained = train(spec, data, FEATURES, "fraud", root, params=Params(trees=30))
+    TRAINED["data"] = data
     return root, trained
 
 

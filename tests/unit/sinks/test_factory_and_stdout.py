@@ -84,16 +84,6 @@ def test_bad_specs_are_one_line_sink_errors(
     assert "\n" not in str(info.value)
 
 
-def test_kafka_is_delegated_or_refused_clearly(tmp_path: Path) -> None:
-    try:
-        import riskstream.sinks.kafka  # noqa: F401
-    except ImportError:
-        with pytest.raises(SinkError, match="kafka sink is not available"):
-            build_sink({"kind": "kafka", "topic": "cases"}, tmp_path, "p")
-    else:
-        pytest.skip("the Kafka sink exists; its own tests cover it")
-
-
 def test_stdout_sink_writes_lines(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     sink = build_sink({"kind": "stdout"}, Path("."), "p")
     cases = make_cases([3, 4])

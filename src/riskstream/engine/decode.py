@@ -295,3 +295,17 @@ def one_line(exc: BaseException) -> str:
 def _short(v: object) -> str:
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def label_expr(field: str | None) -> pl.Expr:
+    """0/1 from the event's label field (``true``/``false``/``1``/``0``), else null."""
+    if field is None:
+        return pl.lit(None, pl.Int8)
+    text = pl.col(RAW).cast(pl.String).str.json_path_match(f"$.{field}").str.to_lowercase()
+    return (
+        pl.when(text.is_in(["true", "1", "1.0"]))
+        .then(pl.lit(1, pl.Int8))
+        .when(text.is_in(["false", "0", "0.0"]))
+        .then(pl.lit(0, pl.Int8))
+        .otherwise(pl.lit(None, pl.Int8))
+    )

@@ -32,6 +32,7 @@ from riskstream.engine.decode import (
     TIME,
     Decoder,
     Quarantined,
+    label_expr,
     one_line,
     wall_clock_ms,
 )
@@ -604,27 +605,13 @@ class Pipeline:
         return {k: g.horizon_ms for k, g in self._groups.items()}
 
 
-def _label(field: str | None) -> pl.Expr:
-    """0/1 from the event's label field (``true``/``false``/``1``/``0``), else null."""
-    if field is None:
-        return pl.lit(None, pl.Int8)
-    text = pl.col(RAW).cast(pl.String).str.json_path_match(f"$.{field}").str.to_lowercase()
-    return (
-        pl.when(text.is_in(["true", "1", "1.0"]))
-        .then(pl.lit(1, pl.Int8))
-        .when(text.is_in(["false", "0", "0.0"]))
-        .then(pl.lit(0, pl.Int8))
-        .otherwise(pl.lit(None, pl.Int8))
-    )
-
-
 def _score_records(
     frame: pl.DataFrame, scored: BatchScores | None, models: ModelSet, label_field: str | None
 ) -> pl.DataFrame | None:
     """Every model's score of every event of the batch (long form), for the score records."""
     if scored is None or not scored.scores:
         return None
-    label = frame.select(_label(label_field).cast(pl.Float64))[0].to_series()
+    label = frame.select(label_expr(label_field).cast(pl.Float64))[0].to_series()
     parts = []
     for entry, s in scored.scores.items():
         m = models.models[entry]

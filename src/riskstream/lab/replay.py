@@ -33,7 +33,7 @@ import polars as pl
 
 from riskstream.core.events import RawBatch
 from riskstream.core.tiers import TIER_MS
-from riskstream.engine.decode import EID, RAW, TIME
+from riskstream.engine.decode import EID, RAW, TIME, label_expr
 from riskstream.engine.metrics import Pending
 from riskstream.engine.pipeline import Pipeline
 from riskstream.errors import SpecError
@@ -140,7 +140,7 @@ def replay(
     )
     pipeline = Pipeline(sub, base_dir)
     pipeline.rules = []  # features only: rules are evaluated below, no cases are raised
-    label_expr = _label_expr(spec.labels.field)
+    label = label_expr(spec.labels.field)
     parts: list[pl.DataFrame] = []
     for batch in events:
         if not batch.lines:
@@ -158,7 +158,7 @@ def replay(
             scored.select(
                 pl.col(EID).cast(pl.String).alias("event_id"),
                 pl.col(TIME).alias("event_time"),
-                label_expr.alias("label"),
+                label.alias("label"),
                 *[pl.col(ref).cast(pl.Float64).alias(text) for text, ref in feats],
                 *[
                     c.expr(pipeline.lists).fill_null(False).alias(name)
@@ -191,20 +191,6 @@ def _in_range(from_ms: int | None, to_ms: int | None) -> pl.Expr:
     if to_ms is not None:
         cond = cond & (pl.col(TIME) < to_ms)
     return cond
-
-
-def _label_expr(field: str | None) -> pl.Expr:
-    """0/1 from the event's label field (``true``/``false``/``1``/``0``), else null."""
-    if field is None:
-        return pl.lit(None, pl.Int8)
-    text = pl.col(RAW).cast(pl.String).str.json_path_match(f"$.{field}").str.to_lowercase()
-    return (
-        pl.when(text.is_in(["true", "1", "1.0"]))
-        .then(pl.lit(1, pl.Int8))
-        .when(text.is_in(["false", "0", "0.0"]))
-        .then(pl.lit(0, pl.Int8))
-        .otherwise(pl.lit(None, pl.Int8))
-    )
 
 
 def archive_events(

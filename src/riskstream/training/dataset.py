@@ -16,10 +16,9 @@ import polars as pl
 
 from riskstream.core.events import RawBatch
 from riskstream.core.tiers import parse_duration
-from riskstream.engine.decode import EID, TIME
+from riskstream.engine.decode import EID, TIME, label_expr
 from riskstream.engine.metrics import Pending
 from riskstream.engine.pipeline import Pipeline
-from riskstream.lab.replay import _label_expr as label_expr
 from riskstream.models.registry import compile_features
 from riskstream.rules import FeatureRef
 from riskstream.spec.check import compile_rules, feature_tier

@@ -14,6 +14,7 @@ import hmac
 import logging
 import queue
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -140,10 +141,11 @@ class _Progress:
 
 
 def redact_url(url: str) -> str:
-    """``https://user:pw@host/p?token=abc#x`` -> ``https://***@host/p?token=***#***``.
+    """``https://user:pw@host/p/<token>?k=abc#x`` -> ``https://***@host/p/***?k=***#***``.
 
-    Credentials in the user-info part, every query value and the fragment are hidden; the
-    scheme, host, port and path stay readable (they tell operators which endpoint it is).
+    Credentials in the user-info part, token-like path segments (as in Slack's or Discord's
+    webhook URLs), every query value and the fragment are hidden; the scheme, host, port and
+    the rest of the path stay readable (they tell operators which endpoint it is).
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -155,9 +157,23 @@ def redact_url(url: str) -> str:
     query = "&".join(
         (p.split("=", 1)[0] + "=***") if "=" in p else "***" for p in parts.query.split("&") if p
     )
+    path = "/".join("***" if _is_token(seg) else seg for seg in parts.path.split("/"))
     return urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path, query, "***" if parts.fragment else "")
+        (parts.scheme, netloc, path, query, "***" if parts.fragment else "")
     )
+
+
+# A path segment that is a credential: long, from a token alphabet, and either mixing letters
+# and digits (Slack's 24-character tokens, UUIDs) or too long to be a readable name.
+_TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9_\-.~%=]{16,}")
+
+
+def _is_token(segment: str) -> bool:
+    if not _TOKEN_SEGMENT.fullmatch(segment):
+        return False
+    has_digit = any(c.isdigit() for c in segment)
+    has_alpha = any(c.isalpha() for c in segment)
+    return len(segment) >= 32 or (has_digit and has_alpha)
 
 
 def _url_secrets(url: str) -> list[str]:
@@ -176,6 +192,7 @@ def _url_secrets(url: str) -> list[str]:
         value = p.split("=", 1)[1] if "=" in p else p
         found.update({value, urllib.parse.unquote_plus(value)})
     found.add(parts.fragment)
+    found.update(seg for seg in parts.path.split("/") if _is_token(seg))
     return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
 
 

@@ -19,6 +19,21 @@ from riskstream.sinks.webhook import WebhookSink, redact_url
         ("https://onlyuser@h.example/", "https://***@h.example/"),
         ("http://h.example/p?secretvalue", "http://h.example/p?***"),
         ("http://h.example/p#frag-token", "http://h.example/p#***"),
+        # Slack and Discord put the credential in the path.
+        (
+            "https://hooks.slack.com/services/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",
+            "https://hooks.slack.com/services/T0AB12CD3/B0EF45GH6/***",
+        ),
+        (
+            "https://discord.com/api/webhooks/123456789012345678/"
+            "Ab3dEfGh1jKlMn0pQrStUvWxYz_-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ab",
+            "https://discord.com/api/webhooks/123456789012345678/***",
+        ),
+        # Readable names stay readable, however long.
+        (
+            "https://risk.example/v1/cases/incoming-webhook",
+            "https://risk.example/v1/cases/incoming-webhook",
+        ),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
@@ -32,6 +47,15 @@ def test_sink_name_and_errors_hide_credentials(tmp_path: Path) -> None:
         assert sink.name == "webhook:http://***@127.0.0.1:9/hook?api_key=***"
         assert "hunter2-pw" not in sink.scrub(f"ConnectError: cannot reach {url}")
         assert "k-secret-99" not in sink.scrub("Invalid header k-secret-99")
+    finally:
+        sink.close()
+    token = "xK9pL2mQ7rT4vW8yZ1aB3cD5"
+    sink = WebhookSink(
+        f"http://127.0.0.1:9/services/T0/B0/{token}", dead_letter_path=tmp_path / "d2"
+    )
+    try:
+        assert token not in sink.name
+        assert token not in sink.scrub(f"ConnectError: POST /services/T0/B0/{token} failed")
     finally:
         sink.close()
     with pytest.raises(SinkError) as err:

@@ -90,7 +90,11 @@ def build_dataset(
     are replayed too: they are the history the features of later events read.
     """
     compiled = compile_features(spec, features)
-    run_spec = spec.model_copy(update={"models": {}, "sinks": []})
+    # Rules that read a model (``model.fraud > 0.9``) are left out: no model is scored while
+    # the training set is built (the one being trained may not exist yet).
+    reads_model = {n for n, c in compile_rules(spec).items() if c.models}
+    no_model = {n: r for n, r in spec.rules.items() if n not in reads_model}
+    run_spec = spec.model_copy(update={"models": {}, "sinks": [], "rules": no_model})
     pipe = Pipeline(run_spec, base_dir)
     pipe.add_features([ref for c in compiled for ref in c.features])
     pipe.rules = []  # the rules' features stay computed; their flags are evaluated below

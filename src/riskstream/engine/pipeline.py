@@ -6,6 +6,7 @@ and hands a :class:`Checkpoint` to the runner, which writes it to the store.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from riskstream.rules import CompiledExpr, FeatureRef, ListRegistry, model_colum
 from riskstream.spec.check import compile_rules, compile_wheres, feature_tier
 from riskstream.spec.model import PipelineSpec
 
+_log = logging.getLogger(__name__)
 _RECENT_CASE_IDS = 1_000_000
 
 
@@ -143,7 +145,10 @@ class Pipeline:
         self._rule_hits: dict[str, int] = {}
         self._recent_ids: OrderedDict[str, None] = OrderedDict()
         self.rule_hits_total: dict[str, int] = {}
+        #: Batches that failed as a whole and were narrowed down to their failing events.
+        self.isolated_batches = 0
         self._committing = False
+        self._isolating = False
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -298,7 +303,33 @@ class Pipeline:
         except Exception as exc:
             if self._committing:
                 raise  # a failure while applying state: not one event's fault
-            return self._isolate(lines_batch, exc)
+            if self._isolating:
+                return self._isolate(lines_batch, exc)
+            return self._isolate_top(lines_batch, exc)
+
+    def _isolate_top(self, batch: RawBatch, exc: Exception) -> BatchOutcome:
+        # Halving is a safety net, not a mode: say so loudly, because a failure that is not
+        # one event's (every part passes alone) would otherwise just make the engine slow.
+        self.isolated_batches += 1
+        self._isolating = True
+        try:
+            outcome = self._isolate(batch, exc)
+        finally:
+            self._isolating = False
+        if any(q.code == "unprocessable" for q in outcome.quarantined):
+            _log.warning(
+                "a batch of %d events failed (%s); the failing events were quarantined",
+                len(batch.lines),
+                one_line(exc),
+            )
+        else:
+            _log.error(
+                "a batch of %d events failed (%s) but each part passed alone: an engine bug "
+                "that costs throughput (the batch was processed in parts); please report it",
+                len(batch.lines),
+                one_line(exc),
+            )
+        return outcome
 
     def _isolate(self, batch: RawBatch, exc: Exception) -> BatchOutcome:
         n = len(batch.lines)

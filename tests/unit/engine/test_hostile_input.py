@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from riskstream.core.events import RawBatch
 from riskstream.engine import guard
 from riskstream.engine import pipeline as pipeline_module
-from riskstream.engine.decode import PREFIX_BYTES
+from riskstream.engine.decode import PREFIX_BYTES, Decoded
 from riskstream.engine.pipeline import Pipeline
 from riskstream.sources.file import _LineReader
 from riskstream.spec.load import parse_spec
@@ -131,7 +131,7 @@ def test_nesting_up_to_max_depth_is_accepted() -> None:
 
 
 def test_any_failure_on_one_event_quarantines_it_and_the_rest_goes_on(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     real = orjson.loads
 
@@ -158,6 +158,32 @@ def test_any_failure_on_one_event_quarantines_it_and_the_rest_goes_on(
         f"e{i}" for i in range(50) if i % 7 == 0 and i != 21
     )
     assert p.next_seq == 50
+    assert p.isolated_batches == 1
+    assert [r.levelname for r in caplog.records if "batch of 50 events" in r.message] == ["WARNING"]
+
+
+def test_a_failure_of_the_whole_batch_is_reported_as_an_engine_bug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bug that only shows on batches of several events: every part passes alone, so nothing
+    # is quarantined and every event counts, but it must not pass silently (it costs speed).
+    p = _pipeline()
+    real_decode = p.decoder.decode
+
+    def batch_bug(batch: RawBatch, seq0: int, watermark: int | None) -> Decoded:
+        if len(batch.lines) > 1:
+            raise IndexError("frame[0] on a batch")
+        return real_decode(batch, seq0, watermark)
+
+    monkeypatch.setattr(p.decoder, "decode", batch_bug)
+    lines = [_line(i, NOW - 1000 + i, amount=5.0) for i in range(8)]
+    out = p.process(_batch(lines))
+    assert out.quarantined == [] and out.events == 8
+    assert _counts(p) == {"c0": 3, "c1": 3, "c2": 2}
+    assert p.isolated_batches == 1
+    errors = [r.message for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "IndexError: frame[0] on a batch" in errors[0]
+    assert "engine bug" in errors[0]
 
 
 # ---- 6. repeated keys -------------------------------------------------------------------------

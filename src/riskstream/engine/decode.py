@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import numpy as np
 import polars as pl
 
 from riskstream.core.events import RawBatch, iso_time_expr
@@ -141,7 +142,7 @@ class Decoder:
                 frame, keep, more = self._read_one_by_one(lines, positions, keep)
                 bad += more
         frame = frame.with_columns(
-            pl.Series(SEQ, [seq0 + i for i in keep], dtype=pl.Int64),
+            pl.Series(SEQ, np.asarray(keep, dtype=np.int64) + seq0, dtype=pl.Int64),
             pl.Series(POS, [positions[i] for i in keep], dtype=pl.String),
             pl.Series(RAW, [lines[i] for i in keep], dtype=pl.Binary),
         )
@@ -152,8 +153,9 @@ class Decoder:
     def _read(self, lines: list[bytes], keep: list[int]) -> pl.DataFrame | None:
         if not keep:
             return pl.DataFrame(schema=self.schema)
-        buf = b"\n".join(lines) if len(keep) == len(lines) else b"\n".join([lines[i] for i in keep])
-        if any(not line.strip() for line in (lines[i] for i in keep)):
+        kept = lines if len(keep) == len(lines) else [lines[i] for i in keep]
+        buf = b"\n".join(kept)
+        if _has_blank(kept, buf):
             return (
                 None  # empty lines would be skipped silently by Polars; let the validator see them
             )
@@ -274,6 +276,26 @@ class Decoder:
                 )
             frame = frame.filter(~late_mask)
         return frame, bad
+
+
+#: Bytes ``bytes.strip`` removes: a line made of them only is blank.
+_BLANKS = np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8)
+
+
+def _has_blank(lines: list[bytes], joined: bytes) -> bool:
+    """Whether some line is empty or blanks only (``joined``: the lines joined by newlines).
+
+    Vectorized: only lines that start with a blank byte get the exact ``strip`` test."""
+    if not lines:
+        return False
+    lens = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+    if not lens.min():
+        return True
+    starts = np.zeros(len(lines), dtype=np.int64)
+    np.cumsum(lens[:-1] + 1, out=starts[1:])
+    first = np.frombuffer(joined, dtype=np.uint8)[starts]
+    suspect = np.flatnonzero(np.isin(first, _BLANKS))
+    return any(not lines[i].strip() for i in suspect)
 
 
 def oversized(size: int, max_bytes: int, position: str, line: bytes) -> Quarantined:

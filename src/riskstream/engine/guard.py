@@ -79,6 +79,8 @@ _LOW = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.u
 
 
 _SPACED_COLON = re.compile(rb'"\s+:')
+#: Padding around the joined batch, so 8-byte words can be read at any key position.
+_PAD = b"\0" * 8
 
 
 def check_one(
@@ -106,44 +108,59 @@ def check_one(
 def suspects(lines: Sequence[bytes], max_depth: int) -> list[int]:
     """Indices of the lines that may be too deep or repeat a key (a superset; vectorized).
 
-    NumPy over the joined batch: per line the number of ``{``/``[`` bytes (at least the
-    nesting depth) and backslashes; then the strings (pairs of quotes, lines without a
-    backslash) followed by ``:`` are keys, each signed by (its first and last 8 bytes, its
-    length, its line); a signature seen twice marks its line. Collisions only add suspects.
+    NumPy over the joined batch, one pass per byte class. Per line: the number of ``{``/``[``
+    bytes (at least the nesting depth) and of real quotes (not escaped by an odd run of
+    backslashes; an odd number: not JSON). In a JSON line a string holds no real quote, so
+    the real quote before a real quote followed by ``:`` opens that string: such strings are
+    the keys (and, for a value string starting with ``:``, a few extra strings, which only
+    add signatures). Each key is signed by (its first and last 8 bytes, its length, its
+    line); a signature seen twice marks its line, and so does a key holding a backslash (it
+    could spell another key differently) or a real quote followed by a blank (a key spaced
+    from its colon). Collisions and the extra strings only add suspects; values with escapes
+    (``27\\" monitor``) do not make a line suspect.
     """
     n = len(lines)
     if not n:
         return []
-    buf = b"\0" * 8 + b"\n".join(lines) + b"\n" + b"\0" * 8
+    buf = b"\n".join([_PAD, *lines, _PAD])
     a = np.frombuffer(buf, dtype=np.uint8)
     words = np.ndarray((len(buf) - 7,), dtype="<u8", buffer=buf, strides=(1,))
-    lens = np.fromiter(map(len, lines), dtype=np.int64, count=n)
     bounds = np.empty(n + 1, dtype=np.int64)
-    bounds[0] = 8
-    np.cumsum(lens + 1, out=bounds[1:])
-    bounds[1:] += 8
-    body = a[: len(a) - 8]
+    bounds[0] = len(_PAD) + 1
+    np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=n) + 1, out=bounds[1:])
+    bounds[1:] += len(_PAD)
 
-    def per_line(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-        return np.diff(np.searchsorted(np.flatnonzero(mask), bounds))
+    def per_line(at: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
+        return np.diff(np.searchsorted(at, bounds))
 
-    bad = per_line(body == ord("\\")) > 0
-    bad |= per_line((body == ord("{")) | (body == ord("["))) > max_depth
-    quotes = np.flatnonzero(body == ord('"'))
-    per = np.diff(np.searchsorted(quotes, bounds))
-    bad |= (per & 1) == 1  # odd quotes: not JSON, or an escape (lines with one are suspects)
-    line_of = np.repeat(np.arange(n), per)
-    # Within a line quotes pair up: an even-ranked quote opens a string, the next closes it.
-    opening = ((np.arange(len(quotes)) ^ np.repeat(np.cumsum(per) - per, per)) & 1) == 0
-    closing = np.append(quotes[1:], 0)
-    after = a[closing + 1]
-    spaced = opening & ((after == 32) | (after == 9) | (after == 13))
-    bad[line_of[spaced]] = True  # a key followed by blanks: checked exactly
-    k = np.flatnonzero(opening & (after == ord(":")))
-    o, c, key_line = quotes[k] + 1, closing[k], line_of[k]
+    bad = np.zeros(n, dtype=np.bool_)
+    openers = np.flatnonzero((a | 0x20) == ord("{"))  # ``{`` or ``[`` (0x5B | 0x20 == 0x7B)
+    if len(openers) > max_depth:
+        bad |= per_line(openers) > max_depth
+    quotes = np.flatnonzero(a == ord('"'))
+    slashes = np.flatnonzero(a == ord("\\"))
+    if len(slashes):
+        escaped = _escaped(slashes)
+        escaped = escaped[a[escaped] == ord('"')]
+        quotes = np.delete(quotes, np.searchsorted(quotes, escaped))
+    bad |= (per_line(quotes) & 1) == 1
+    after = a[quotes + 1]
+    spaced = quotes[(after == 32) | (after == 9) | (after == 13)]
+    if len(spaced):
+        bad[np.searchsorted(bounds, spaced, side="right") - 1] = True
+    k = np.flatnonzero(after == ord(":"))
+    k = k[k > 0]
+    c = quotes[k]
+    o = quotes[k - 1] + 1
+    key_line = np.repeat(np.arange(n), per_line(c))
+    if len(slashes) and len(o):
+        # the key each backslash may sit in: the last one opened before it
+        j = np.searchsorted(o, slashes, side="right") - 1
+        inside = (j >= 0) & (slashes < c[np.maximum(j, 0)])
+        bad[key_line[j[inside]]] = True
     length = c - o
     head = words[o] & _LOW[np.minimum(length, 8)]
-    tail = np.where(length > 8, words[c - 8], np.uint64(0))
+    tail = np.where(length > 8, words[np.maximum(c - 8, 0)], np.uint64(0))
     sig = (
         head * _K1 ^ tail * _K2 ^ length.astype(np.uint64) * _K3 ^ key_line.astype(np.uint64) * _K4
     )
@@ -152,6 +169,17 @@ def suspects(lines: Sequence[bytes], max_depth: int) -> list[int]:
     if len(twice):
         bad[key_line[np.isin(sig, twice)]] = True
     return [int(i) for i in np.flatnonzero(bad)]
+
+
+def _escaped(slashes: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """Positions of the bytes escaped by backslashes (``slashes``: sorted positions): in a run
+    of consecutive backslashes the 1st, 3rd, ... escape the byte after them."""
+    i = np.arange(len(slashes))
+    start = np.ones(len(slashes), dtype=np.bool_)
+    np.not_equal(slashes[1:], slashes[:-1] + 1, out=start[1:])
+    first = np.maximum.accumulate(np.where(start, i, 0))
+    out: npt.NDArray[np.intp] = slashes[((i - first) & 1) == 0] + 1
+    return out
 
 
 def check(lines: Sequence[bytes], max_depth: int) -> dict[int, tuple[str, str]]:

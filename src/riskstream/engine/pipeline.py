@@ -481,6 +481,8 @@ class Pipeline:
         out: list[tuple[_RuleRuntime, list[_Hit]]] = []
         for i, rule in enumerate(self.rules):
             rows = hits.filter(pl.col(f"__rule_{i}"))["_row"]
+            if rule.throttle_key and rows.len():
+                rows = self._unthrottled(rule, frame, rows)
             if not rows.len():
                 continue
             feat_names = [f.name for f in rule.compiled.features]
@@ -519,6 +521,25 @@ class Pipeline:
                 )
             out.append((rule, found))
         return out
+
+    def _unthrottled(self, rule: _RuleRuntime, frame: pl.DataFrame, rows: pl.Series) -> pl.Series:
+        """The hit rows ``once_per`` lets through, as :meth:`_commit_cases` will decide (no state
+        change): a hit inside its key's throttle raises no case, so no case body is built for
+        it (with ``once_per``, most hits of a busy key are such)."""
+        assert rule.throttle_key is not None
+        sel = frame[rows].select(pl.col(TIME), pl.col(rule.throttle_key))
+        until: dict[str, int] = {}
+        keep: list[int] = []
+        for j, (t, k) in enumerate(sel.iter_rows()):
+            tkey = str(k)
+            end = until.get(tkey)
+            if end is None:
+                end = self.throttles.get((rule.name, tkey))
+            if end is not None and t < end:
+                continue
+            until[tkey] = t + rule.throttle_ms
+            keep.append(j)
+        return rows if len(keep) == rows.len() else rows.gather(keep)
 
     def _commit_cases(self, fired: list[tuple[_RuleRuntime, list[_Hit]]]) -> list[Case]:
         """Throttles, repeated case ids and case numbering applied to the rules' hits."""

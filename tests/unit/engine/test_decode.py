@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from riskstream.core.events import RawBatch
-from riskstream.engine.decode import EID, TIME, Decoder
+from riskstream.engine.decode import EID, TIME, Decoder, _has_blank
 
 DAY = 86_400_000
 
@@ -96,3 +98,18 @@ def test_quarantine_record_escapes_raw_bytes() -> None:
     assert rec["reason"] == "not_json" and rec["position"] == "f@0"
     assert rec["raw"] == "\\xff oops"
     assert isinstance(pl.DataFrame([rec]), pl.DataFrame)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=6) | st.sampled_from([b" ", b"\t\r", b"\x0b", b" {}"])))
+def test_blank_line_finder_equals_strip(lines: list[bytes]) -> None:
+    """The vectorized blank-line test agrees with ``bytes.strip`` on any lines."""
+    lines = [line.replace(b"\n", b"") for line in lines]
+    assert _has_blank(lines, b"\n".join(lines)) == any(not line.strip() for line in lines)
+
+
+def test_blank_lines_are_quarantined_not_skipped() -> None:
+    good = b'{"id":"a","ts":1767571200000,"amount":1.0}'
+    out = decoder().decode(batch(good, b"  \t", good.replace(b'"a"', b'"b"')), 0, None)
+    assert out.frame[EID].to_list() == ["a", "b"]
+    assert [(q.position, q.code) for q in out.quarantined] == [("f@1", "not_json")]

@@ -265,6 +265,71 @@ def test_guard_finds_exactly_the_deep_and_repeated_lines(values: list[Any], max_
             assert i not in found, lines[i]
 
 
+def _spell(text: str, escape: list[bool], shift: int) -> str:
+    """``text`` as a JSON string, some characters written as ``\\uXXXX`` (same key, other bytes;
+    ``shift`` varies which, so a repeated key may be spelled two ways)."""
+    body = json.dumps(text)[1:-1]
+    if not escape or "\\" in body:
+        return '"' + body + '"'
+    return (
+        '"'
+        + "".join(
+            f"\\u{ord(ch):04x}" if escape[(i + shift) % len(escape)] else ch
+            for i, ch in enumerate(text)
+        )
+        + '"'
+    )
+
+
+def _dump_spaced(v: Any, gaps: list[str], escape: list[bool]) -> str:
+    """Like ``_dump`` with blanks between tokens and escaped key spellings drawn from the lists."""
+    gap = gaps[len(str(v)) % len(gaps)] if gaps else ""
+    if isinstance(v, dict):
+        items = [
+            f"{gap}{_spell(k, escape, j)}{gap}:{gap}{_dump_spaced(x, gaps, escape)}"
+            for j, (k, x) in enumerate(v["__pairs__"])
+        ]
+        return "{" + ",".join(items) + gap + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(gap + _dump_spaced(x, gaps, escape) for x in v) + "]"
+    return json.dumps(v)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_json_values(), min_size=1, max_size=6),
+    st.integers(1, 4),
+    st.lists(st.sampled_from(["", "", " ", "\t", "  "]), max_size=3),
+    st.lists(st.booleans(), max_size=3),
+)
+def test_guard_exact_whatever_the_spacing_and_escapes(
+    values: list[Any], max_depth: int, gaps: list[str], escape: list[bool]
+) -> None:
+    """The vectorized pre-filter never lets a deep or repeated-key line through, whatever the
+    blanks between tokens, escaped quotes in values or ``\\uXXXX`` spellings of keys."""
+    lines = [_dump_spaced(v, gaps, escape).encode() for v in values]
+    for line in lines:
+        json.loads(line)  # the lines are JSON
+    found = guard.check(lines, max_depth)
+    for i, v in enumerate(values):
+        depth, repeated = _brute(v)
+        if depth > max_depth:
+            assert found.get(i, ("",))[0] == "too_deep", lines[i]
+        elif repeated:
+            assert found.get(i, ("",))[0] == "duplicate_key", lines[i]
+        else:
+            assert i not in found, lines[i]
+
+
+def test_guard_needs_no_exact_check_for_escaped_quotes_in_values() -> None:
+    """Values with escapes (``27\\" monitor``) are no suspects; a key spelled with an escape is."""
+    plain = b'{"a":"27\\" monitor","b":"x\\\\","c":1}'
+    assert guard.suspects([plain], 64) == []
+    spelled = b'{"a":1,"\\u0061":2}'
+    assert guard.suspects([plain, spelled], 64) == [1]
+    assert guard.check([plain, spelled], 64)[1][0] == "duplicate_key"
+
+
 # ---- 9. oversized lines while reading ----------------------------------------------------------
 
 

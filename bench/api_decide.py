@@ -224,7 +224,7 @@ def start(
     from riskstream.runners.embedded import EmbeddedRunner
     from riskstream.sources.file import FileSource
     from riskstream.spec.load import load_spec
-    from riskstream.store.duck import Store
+    from riskstream.store.duckdb import Store
 
     rng = random.Random(7)
     t = T0

@@ -21,7 +21,7 @@ import pytest
 
 from riskstream.query.range import query_range
 from riskstream.spec.load import load_spec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.conftest import run_cli
 from tests.independent_events import event_ms, write_events
 

@@ -26,7 +26,7 @@ from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.runners.session import sink_factory
 from riskstream.sources.file import FileSource
 from riskstream.spec.load import parse_spec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.conftest import run_cli
 
 SPEC = """\

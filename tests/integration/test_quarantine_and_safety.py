@@ -17,7 +17,7 @@ import pytest
 
 from riskstream.query.range import query_range
 from riskstream.spec.load import load_spec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.conftest import run_cli
 from tests.independent_events import T0, event_ms, write_events
 

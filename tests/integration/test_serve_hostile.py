@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.independent_events import write_events
 
 USER, PASSWORD, TOKEN = "alice", "pw-Zq81xK2", "tok-7HfQ2mW9"

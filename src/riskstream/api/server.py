@@ -24,7 +24,7 @@ from riskstream.api.auth import KeyRing
 from riskstream.api.context import ApiContext
 from riskstream.errors import UsageError
 from riskstream.spec.model import PipelineSpec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from riskstream.store.factory import open_store
 from riskstream.store.factory import store_dsn as store_dsn_of
 

@@ -13,7 +13,7 @@ from riskstream.lab.backtest import backtest, backtest_archive
 from riskstream.lab.replay import source_events, stored_labels
 from riskstream.spec.load import load_spec
 from riskstream.store import lab as labstore
-from riskstream.store.duck import DB_NAME, Store
+from riskstream.store.duckdb import DB_NAME, Store
 
 
 def run_backtest(

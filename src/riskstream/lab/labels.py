@@ -22,7 +22,7 @@ from riskstream.lab.archive import for_spec
 from riskstream.lab.replay import committed_seq
 from riskstream.spec.model import PipelineSpec
 from riskstream.store import lab as labstore
-from riskstream.store.duck import DB_NAME, Store
+from riskstream.store.duckdb import DB_NAME, Store
 
 _VALUES = {
     "1": 1,

@@ -42,7 +42,7 @@ from riskstream.rules import CompiledExpr, ExpressionError, compile_expression
 from riskstream.spec.check import feature_tier, rule_context
 from riskstream.spec.model import PipelineSpec, RuleSpec
 from riskstream.store import lab as labstore
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 
 __all__ = [
     "archive_events",

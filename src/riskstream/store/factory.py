@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from riskstream.errors import StoreError
 from riskstream.spec.model import PipelineSpec
-from riskstream.store.duck import Store as DuckStore
+from riskstream.store.duckdb import Store as DuckStore
 from riskstream.store.protocol import Store
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.runners.session import sink_factory
 from riskstream.sources.file import FileSource
 from riskstream.spec.load import load_spec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
 WINDOW_MS = 60_000

@@ -7,7 +7,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.integration.api._live import ANALYST, T0, Live
 
 

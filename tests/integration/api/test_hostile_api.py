@@ -20,7 +20,7 @@ import pytest
 from riskstream.api.auth import KeyRing
 from riskstream.api.context import ApiContext
 from riskstream.api.server import ServerHandle, serve_context
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.integration.api._live import ADMIN, READER, SPEC, T0, Live, start_live
 
 SENSITIVE_SPEC = SPEC.replace(

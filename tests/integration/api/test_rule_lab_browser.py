@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from riskstream.lab.labels import import_labels
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.integration.api._live import ADMIN, ANALYST, SPEC, T0, Live, start_live
 from tests.integration.api.test_browser import browser, shots  # noqa: F401  (fixtures)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.conftest import run_cli
 from tests.integration.kafka.helpers import (
     HOUR,

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from riskstream.lab.archive import Archive
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.independent_events import write_events
 
 SPEC = """

@@ -19,7 +19,7 @@ from riskstream.query.range import query_range
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.sources.file import FileSource
 from riskstream.spec.load import parse_spec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from riskstream.store.postgres import PgStore
 from riskstream.store.postgres.dsn import endpoint, redact
 from riskstream.store.postgres.write import Fenced

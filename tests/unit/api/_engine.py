@@ -17,7 +17,7 @@ from riskstream.api.server import serve_context
 from riskstream.core.events import RawBatch
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.spec.load import parse_spec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 
 T0 = 1_767_571_200_000  # 2026-01-05T00:00:00Z
 

@@ -19,7 +19,7 @@ from riskstream.api.timeseries import choose_tier
 from riskstream.core.tiers import TIER_MS
 from riskstream.errors import StoreError, UsageError
 from riskstream.spec.load import parse_spec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 from tests.unit.api._engine import SPEC, T0, context, runner_with_state, served
 
 

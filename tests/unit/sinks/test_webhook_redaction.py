@@ -64,7 +64,7 @@ def test_sink_name_and_errors_hide_credentials(tmp_path: Path) -> None:
 
 
 def test_a_mark_stored_under_the_old_name_is_moved(tmp_path: Path) -> None:
-    from riskstream.store.duck import Store
+    from riskstream.store.duckdb import Store
 
     store = Store(tmp_path / "data")
     old = "webhook:http://bob:hunter2-pw@h/x"

@@ -21,7 +21,7 @@ def open_store(backend: str, where: Path, dsn: str | None = None) -> Store:
     """A fresh, empty store of ``backend`` (``where`` is a new directory for it; ``dsn`` the
     session's PostgreSQL cluster, each store in a schema of its own)."""
     if backend == "duckdb":
-        from riskstream.store.duck import DuckDBStore
+        from riskstream.store.duckdb import DuckDBStore
 
         return DuckDBStore(where / "data")
     if backend == "postgres":

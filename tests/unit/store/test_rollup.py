@@ -24,7 +24,7 @@ from riskstream.core.tiers import TIER_ORDER, available_from, bucket_start
 from riskstream.engine.pipeline import Pipeline
 from riskstream.query.range import query_range
 from riskstream.spec.load import parse_spec
-from riskstream.store.duck import Store
+from riskstream.store.duckdb import Store
 
 T0 = 1_767_571_200_000  # a Monday
 HOUR = 3_600_000

@@ -17,8 +17,8 @@ from riskstream.query.range import query_range
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.sources.file import FileSource
 from riskstream.spec.load import parse_spec
-from riskstream.store.duck import Store
-from riskstream.store.schema import SCHEMA_VERSION
+from riskstream.store.duckdb import Store
+from riskstream.store.duckdb.schema import SCHEMA_VERSION
 
 T0 = 1_767_571_200_000
 SPEC = parse_spec(

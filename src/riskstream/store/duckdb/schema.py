@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+import duckdb
+
 from riskstream.core.tiers import TIERS
+from riskstream.errors import StoreError
 
 #: Bump when the schema changes, and append the statements that migrate to it.
 SCHEMA_VERSION: Final[int] = 3
@@ -134,3 +137,20 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         *_VIEWS_V3,
     ),
 }
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Create or upgrade the tables of the store ``con`` opened to :data:`SCHEMA_VERSION`."""
+    con.execute("CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
+    row = con.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
+    current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"store schema version {current} is newer than this riskstream ({SCHEMA_VERSION})"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN")
+        for stmt in MIGRATIONS[version]:
+            con.execute(stmt)
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)])
+        con.execute("COMMIT")

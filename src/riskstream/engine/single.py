@@ -54,8 +54,7 @@ from riskstream.engine.decode import (
     one_line,
 )
 from riskstream.engine.metrics import CompiledMetric
-from riskstream.rules.pyeval import compile_py
-from riskstream.spec.check import rule_context
+from riskstream.rules.pyeval import python_predicate
 
 _SAFE = 2**53
 _I64 = 2**63
@@ -479,14 +478,12 @@ class SingleScorer:
             r.compiled.expr(lists).fill_null(False).alias(f"__rule_{i}")
             for i, r in enumerate(p.rules)
         ]
-        fields = rule_context(p.spec).fields
-        if fields is not None:
-            # the time field is decoded as text, whatever its declared type: Polars casts it
-            fields = {k: v for k, v in fields.items() if k != p.decoder.time_field}
+        # the time field is decoded as text, whatever its declared type: Polars casts it
+        opaque = (p.decoder.time_field,)
         # with models, rules read model columns: the Polars form scores them in one call
         py_rules: list[Callable[[Mapping[str, Any]], bool]] | None = None if p.models else []
         for r in p.rules if py_rules is not None else []:
-            fn = compile_py(r.compiled.text, fields, lists)
+            fn = python_predicate(r.compiled, lists, opaque_fields=opaque)
             if fn is None or py_rules is None:
                 py_rules = None
                 break
@@ -495,7 +492,11 @@ class SingleScorer:
         with_distinct = {metric for (metric, _), g in p._groups.items() if g.distinct}
         py_metrics: list[_MetricPy] | None = []
         for m in metrics:
-            where = compile_py(m.where.text, fields, lists) if m.where is not None else None
+            where = (
+                python_predicate(m.where, lists, opaque_fields=opaque)
+                if m.where is not None
+                else None
+            )
             if py_metrics is None or not _py_metric(m, kinds, where, m.name in with_distinct):
                 py_metrics = None
                 break

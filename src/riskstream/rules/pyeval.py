@@ -1,305 +1,138 @@
-"""Rule expressions evaluated in plain Python on one event, for the single-event scoring path.
+"""The one-event backend: a checked rule's typed tree evaluated in plain Python on one row.
 
-The compiled Polars form (:mod:`riskstream.rules.compiler`) is the reference; this evaluator
-covers the part of the language whose Polars semantics are simple to mirror exactly: literals,
-declared fields (``float``, ``int``, ``str``, ``bool``), features, ``not``/``-``, Kleene
-``and``/``or``, comparisons, ``+ - * /`` in float (division by zero and NaN give null),
-``x [not] in named_list`` or ``['a', 'b']``, ``is_null``, ``coalesce``, ``abs`` and ``len``.
-Anything else (undeclared ``any`` fields and their text-to-number casts, ``contains_any``,
-``lower``/``upper``, numeric lists) makes :func:`compile_py` return None, and the caller uses
-the Polars expression. Equality with Polars is property-tested against the batch path.
+Used by the single-event scoring path (``POST /v1/decide``). It walks the same typed tree as the
+Polars backend (:mod:`riskstream.rules.compiler`) and takes each operator's Python form from
+the same operator table (:data:`riskstream.rules.table.OPS`), so the two cannot drift apart:
+a row is a mapping of field and feature/model column names to values as the batch frame holds
+them (None is null).
+
+An operator without a Python form (``lower``/``upper``, ``contains_any``, the text-to-number
+cast of an undeclared ``any`` field) makes the whole expression uncovered: the functions here
+return None and the caller uses the Polars form. Equality of both backends with a brute-force
+oracle is property-tested (``tests/unit/rules/test_property.py``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from riskstream.core.tiers import format_duration, parse_duration
-from riskstream.rules.ast import (
-    Binary,
-    Call,
-    Feature,
-    ListLiteral,
-    Literal,
-    Membership,
-    ModelRef,
-    Name,
-    Node,
-    Unary,
-)
+from riskstream.rules.compiler import CompiledExpr
 from riskstream.rules.lists import ListValues
-from riskstream.rules.parser import parse
+from riskstream.rules.table import OPS
+from riskstream.rules.typed import TApply, TFeature, TField, TLit, TModel, TNode
 
-#: Evaluates a node on one row (field and feature name -> value); None is null.
-PyFn = Callable[[Mapping[str, Any]], Any]
+#: A row: field and feature/model column name -> value (None is null).
+Row = Mapping[str, Any]
+#: Evaluates a node on one row.
+PyFn = Callable[[Row], Any]
 
 
-class _Unsupported(Exception):
-    pass
+class _Uncovered(Exception):
+    """An operator or field without an exact Python form."""
 
 
-def compile_py(
-    text: str, fields: Mapping[str, str] | None, lists: ListValues
-) -> Callable[[Mapping[str, Any]], bool] | None:
-    """``text`` (already checked by the compiler) as a Python predicate, or None if not covered.
+def python_predicate(
+    compiled: CompiledExpr, lists: ListValues, *, opaque_fields: Collection[str] = ()
+) -> Callable[[Row], bool] | None:
+    """A boolean expression as a Python predicate (what Polars gives after ``fill_null(False)``).
 
-    ``fields`` are the declared field types of the rule context; the predicate returns what the
-    Polars form gives after ``fill_null(False)``. Build it again when the lists change.
+    None when the expression is not covered. ``opaque_fields`` are fields whose row value is not
+    of the declared type (the decide path holds the time field as text): reading one is
+    uncovered. Build it again when the lists change.
     """
+    if compiled.result_type != "bool":
+        return None
+    fn = python_function(compiled, lists, opaque_fields=opaque_fields)
+    if fn is None:
+        return None
+    value = fn
+    return lambda row: value(row) is True
+
+
+def python_function(
+    compiled: CompiledExpr, lists: ListValues, *, opaque_fields: Collection[str] = ()
+) -> PyFn | None:
+    """The expression's value on one row (None is null), or None when it is not covered."""
+    if compiled.tree is None:
+        return None
     try:
-        kind, fn = _Compiler(fields, lists).node(parse(text))
-    except _Unsupported:
-        return None
-    if kind not in ("bool", "null"):
+        return _Backend(lists, frozenset(opaque_fields)).node(compiled.tree)
+    except _Uncovered:
         return None
 
-    def predicate(row: Mapping[str, Any]) -> bool:
-        return fn(row) is True
 
-    return predicate
-
-
-def _to_float(fn: PyFn) -> PyFn:
-    def f(row: Mapping[str, Any]) -> Any:
-        v = fn(row)
-        return None if v is None else float(v)
-
-    return f
-
-
-class _Compiler:
-    def __init__(self, fields: Mapping[str, str] | None, lists: ListValues) -> None:
-        self.fields = fields
+class _Backend:
+    def __init__(self, lists: ListValues, opaque: frozenset[str]) -> None:
         self.lists = lists
+        self.opaque = opaque
 
-    def node(self, node: Node) -> tuple[str, PyFn]:
-        if isinstance(node, Literal):
+    def node(self, node: TNode) -> PyFn:
+        if isinstance(node, TApply):
+            return self._apply(node)
+        if isinstance(node, TLit):
             value = node.value
-            if value is None:
-                return "null", lambda _r: None
-            if isinstance(value, bool):
-                return "bool", lambda _r: value
-            if isinstance(value, str):
-                return "str", lambda _r: value
-            return "num", lambda _r: value
-        if isinstance(node, Name):
-            return self._field(node.name)
-        if isinstance(node, Feature):
-            name = f"{node.metric}.{node.stat}({format_duration(parse_duration(node.window))})"
+            return lambda _r: value
+        if isinstance(node, TField):
+            return self._field(node)
+        if isinstance(node, TFeature):
+            return _float_column(node.column)
+        if isinstance(node, TModel):
+            score = node.column
+            return lambda r: None if (v := r.get(score)) is None else float(v)
+        raise AssertionError(f"unknown typed node {node!r}")  # pragma: no cover
 
-            def feature(row: Mapping[str, Any]) -> Any:
-                v = row[name]
-                if v is None:
-                    return None
-                x = float(v)
-                return None if math.isnan(x) else x
+    def _field(self, node: TField) -> PyFn:
+        if node.name in self.opaque or node.declared == "any":
+            raise _Uncovered  # ``any``: Polars casts text to numbers its own way
+        if node.declared == "float":
+            return _float_column(node.name)
+        name = node.name
+        return lambda r: r[name]
 
-            return "num", feature
-        if isinstance(node, ModelRef):
-            column = f"model.{node.name}"
-
-            def model_score(row: Mapping[str, Any]) -> Any:
-                v = row.get(column)
-                return None if v is None else float(v)
-
-            return "num", model_score
-        if isinstance(node, Unary):
-            kind, inner = self.node(node.operand)
-            if node.op == "-":
-                self._need(kind, "num")
-                num = _to_float(inner)
-                return "num", lambda r: None if (v := num(r)) is None else -v
-            self._need(kind, "bool")
-            return "bool", lambda r: None if (v := inner(r)) is None else not v
-        if isinstance(node, Binary):
-            if node.op in ("and", "or"):
-                return self._logical(node)
-            if node.op in ("==", "!=", "<", "<=", ">", ">="):
-                return self._compare(node)
-            return self._arith(node)
-        if isinstance(node, Membership):
-            return self._membership(node)
-        if isinstance(node, Call):
-            return self._call(node)
-        raise _Unsupported
-
-    @staticmethod
-    def _need(kind: str, want: str) -> None:
-        if kind not in (want, "null"):
-            raise _Unsupported
-
-    def _field(self, name: str) -> tuple[str, PyFn]:
-        declared = None if self.fields is None else self.fields.get(name)
-        if declared == "float":
-
-            def fl(row: Mapping[str, Any]) -> Any:
-                v = row[name]
-                return None if v is None or math.isnan(v) else float(v)
-
-            return "num", fl
-        if declared == "int":
-            return "num", lambda r: r[name]
-        if declared == "str":
-            return "str", lambda r: r[name]
-        if declared == "bool":
-            return "bool", lambda r: r[name]
-        raise _Unsupported  # ``any``: Polars casts text to numbers its own way
-
-    def _logical(self, node: Binary) -> tuple[str, PyFn]:
-        lk, lf = self.node(node.left)
-        rk, rf = self.node(node.right)
-        self._need(lk, "bool")
-        self._need(rk, "bool")
-        if node.op == "and":
-
-            def and_(row: Mapping[str, Any]) -> Any:
-                a = lf(row)
-                if a is False:
-                    return False
-                b = rf(row)
-                if b is False:
-                    return False
-                return None if a is None or b is None else True
-
-            return "bool", and_
-
-        def or_(row: Mapping[str, Any]) -> Any:
-            a = lf(row)
-            if a is True:
-                return True
-            b = rf(row)
-            if b is True:
-                return True
-            return None if a is None or b is None else False
-
-        return "bool", or_
-
-    def _compare(self, node: Binary) -> tuple[str, PyFn]:
-        lk, lf = self.node(node.left)
-        rk, rf = self.node(node.right)
-        op = node.op
-        if "null" in (lk, rk):
-            if lk == rk:
-                result = op == "=="
-                return "bool", lambda _r: result
-            other = rf if lk == "null" else lf
-            if op == "==":
-                return "bool", lambda r: other(r) is None
-            return "bool", lambda r: other(r) is not None
-        if lk != rk or lk not in ("num", "str", "bool"):
-            raise _Unsupported
-        if lk == "num":
-            # Polars compares an Int64 with a Float64 as floats; two integers exactly.
-            def num_pair(row: Mapping[str, Any]) -> tuple[Any, Any]:
-                a, b = lf(row), rf(row)
-                if a is None or b is None:
-                    return None, None
-                if type(a) is float or type(b) is float:
-                    return float(a), float(b)
-                return a, b
-
-            pair = num_pair
-        else:
-
-            def plain_pair(row: Mapping[str, Any]) -> tuple[Any, Any]:
-                return lf(row), rf(row)
-
-            pair = plain_pair
-        cmp: Callable[[Any, Any], bool] = {
-            "==": lambda a, b: a == b,
-            "!=": lambda a, b: a != b,
-            "<": lambda a, b: a < b,
-            "<=": lambda a, b: a <= b,
-            ">": lambda a, b: a > b,
-            ">=": lambda a, b: a >= b,
-        }[op]
-
-        def compare(row: Mapping[str, Any]) -> Any:
-            a, b = pair(row)
-            if a is None or b is None:
-                return None
-            return cmp(a, b)
-
-        return "bool", compare
-
-    def _arith(self, node: Binary) -> tuple[str, PyFn]:
-        lk, lf = self.node(node.left)
-        rk, rf = self.node(node.right)
-        self._need(lk, "num")
-        self._need(rk, "num")
-        a_f, b_f, op = _to_float(lf), _to_float(rf), node.op
-
-        def arith(row: Mapping[str, Any]) -> Any:
-            a, b = a_f(row), b_f(row)
-            if a is None or b is None:
-                return None
-            if op == "+":
-                out = a + b
-            elif op == "-":
-                out = a - b
-            elif op == "*":
-                out = a * b
-            else:
-                if b == 0:
-                    return None
-                out = a / b
-            return None if math.isnan(out) else out
-
-        return "num", arith
-
-    def _membership(self, node: Membership) -> tuple[str, PyFn]:
-        lk, lf = self.node(node.left)
-        right = node.right
-        if isinstance(right, Name):
-            self._need(lk, "str")
-            members = frozenset(self.lists[right.name].members.to_list())
-        elif isinstance(right, ListLiteral):
-            if not right.items:
-                members = frozenset()
-            elif lk in ("str", "null") and all(isinstance(i.value, str) for i in right.items):
-                members = frozenset(str(i.value) for i in right.items)
-            else:
-                raise _Unsupported
-        else:
-            raise _Unsupported
-        negated = node.negated
-
-        def member(row: Mapping[str, Any]) -> Any:
-            v = lf(row)
-            if v is None:
-                return None
-            return (v in members) != negated
-
-        return "bool", member
-
-    def _call(self, node: Call) -> tuple[str, PyFn]:
+    def _apply(self, node: TApply) -> PyFn:
+        op = OPS[node.op]
+        form = op.python(node, self.lists) if op.python is not None else None
+        if form is None:
+            raise _Uncovered
         args = [self.node(a) for a in node.args]
-        if node.name == "is_null" and len(args) == 1:
-            inner = args[0][1]
-            return "bool", lambda r: inner(r) is None
-        if node.name == "abs" and len(args) == 1:
-            self._need(args[0][0], "num")
-            num = _to_float(args[0][1])
-            return "num", lambda r: None if (v := num(r)) is None else abs(v)
-        if node.name == "len" and len(args) == 1:
-            self._need(args[0][0], "str")
-            text = args[0][1]
-            return "num", lambda r: None if (v := text(r)) is None else len(v)
-        if node.name == "coalesce" and len(args) >= 2:
-            kinds = {k for k, _ in args} - {"null"}
-            if len(kinds) > 1:
-                raise _Unsupported
-            kind = kinds.pop() if kinds else "null"
-            fns = [_to_float(f) if kind == "num" else f for _, f in args]
+        if len(args) == 1:
+            (a,) = args
+            if op.strict:
+                return lambda r: None if (x := a(r)) is None else form(x)
+            return lambda r: form(a(r))
+        if len(args) == 2:
+            a, b = args
+            if not op.strict:
+                return lambda r: form(a(r), b(r))
 
-            def coalesce(row: Mapping[str, Any]) -> Any:
-                for f in fns:
-                    v = f(row)
-                    if v is not None:
-                        return v
-                return None
+            def strict2(r: Row) -> Any:
+                x = a(r)
+                if x is None:
+                    return None
+                y = b(r)
+                return None if y is None else form(x, y)
 
-            return kind, coalesce
-        raise _Unsupported
+            return strict2
+        if op.strict:
+
+            def strict_n(r: Row) -> Any:
+                values = [f(r) for f in args]
+                return None if None in values else form(*values)
+
+            return strict_n
+        return lambda r: form(*[f(r) for f in args])
+
+
+def _float_column(name: str) -> PyFn:
+    """A Float64 column as the language reads it: NaN is null."""
+
+    def read(row: Row) -> Any:
+        v = row[name]
+        if v is None:
+            return None
+        x = float(v)
+        return None if math.isnan(x) else x
+
+    return read

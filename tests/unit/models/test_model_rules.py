@@ -7,7 +7,7 @@ import pytest
 
 from riskstream.errors import SpecError
 from riskstream.rules import ExpressionError, ListRegistry, RuleContext, compile_expression
-from riskstream.rules.pyeval import compile_py
+from riskstream.rules.pyeval import python_predicate
 from riskstream.spec.check import check_spec
 from riskstream.spec.load import parse_spec
 
@@ -20,7 +20,7 @@ def test_model_score_is_read_from_its_column_and_listed() -> None:
     frame = pl.DataFrame({"model.fraud": [0.95, 0.95, 0.5, None], "card.count(1h)": [3, 1, 5, 5]})
     got = frame.select(c.expr(ListRegistry({}, {})).alias("x"))["x"].to_list()
     assert got == [True, False, False, False]
-    py = compile_py("model.fraud > 0.9 and card.count(1h) >= 3", None, ListRegistry({}, {}))
+    py = python_predicate(c, ListRegistry({}, {}))
     assert py is not None
     rows = frame.to_dicts()
     assert [py(r) for r in rows] == got

@@ -1,8 +1,11 @@
-"""Property test: vectorized evaluation agrees with a brute-force Python evaluator.
+"""Property test: both rule backends agree with a brute-force Python evaluator.
 
-Hypothesis generates random typed expression trees together with an independent row-at-a-time
-Python evaluator for each (nulls, Kleene logic, float arithmetic, ``/ 0`` -> null, NaN -> null),
-and random rows (numbers, strings, NaN, nulls); both must agree on every row.
+Hypothesis generates random typed expression trees over the whole operator table together with
+an independent row-at-a-time oracle for each (nulls, Kleene logic, float arithmetic, ``/ 0`` ->
+null, NaN -> null), and random rows (numbers, strings, NaN, nulls). The Polars backend must agree
+with the oracle on every row; so must the one-event Python backend, which must cover exactly
+the expressions without an operator lacking a Python form (``lower``, ``upper``,
+``contains_any``, the undeclared field ``a``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from riskstream.rules import ListValues, RuleContext, compile_expression
+from riskstream.rules.pyeval import python_function, python_predicate
 
 Row = dict[str, Any]
 Eval = Callable[[Row], Any]
@@ -28,6 +32,7 @@ CTX = RuleContext(
     fields={"i": "int", "f": "float", "s": "str", "t": "str", "b": "bool", "a": "any"},
     metrics={"m": frozenset({"sum"})},
     lists={"names": "str", "kw": "str"},
+    models=frozenset({"s"}),
 )
 NAMES = ["ab", "Ab", "é", " x-y ", ""]
 #: list entries are stripped and blank ones dropped when a list is loaded
@@ -35,7 +40,7 @@ LOADED_NAMES = [n.strip() for n in NAMES if n.strip()]
 KEYWORDS = ["ab", "hair extensions", "X-Y", "é", "b.a", "!!"]
 LISTS = ListValues({"names": NAMES, "kw": KEYWORDS})
 FEATURES = ["m.sum(5m)", "m.count(1m)"]
-NUM_COLUMNS = ["i", "f", "a", *FEATURES]
+NUM_COLUMNS = ["i", "f", "a", "model.s", *FEATURES]
 
 ALPHABET = "abAB é-_!. 1"
 TEXTS = st.one_of(st.text(alphabet=ALPHABET, max_size=10), st.sampled_from(NAMES + KEYWORDS))
@@ -284,6 +289,8 @@ def frames(draw: Draw) -> pl.DataFrame:
             "b": pl.Series(column(st.booleans()), dtype=pl.Boolean),
             "m.sum(5m)": pl.Series(column(DATA_FLOATS), dtype=pl.Float64),
             "m.count(1m)": pl.Series(column(st.integers(0, 30)), dtype=pl.UInt32),
+            # a model's score: a probability, never NaN
+            "model.s": pl.Series(column(st.floats(0, 1)), dtype=pl.Float64),
         }
     )
 
@@ -303,14 +310,36 @@ def same(x: Any, y: Any) -> bool:
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'")
+_NO_PYTHON_FORM = re.compile(r"\b(lower|upper|contains_any)\(|(?<![\w.])a\b")
+
+
+def python_covers(text: str) -> bool:
+    """Whether the one-event backend must cover ``text``: no operator without a Python form."""
+    return _NO_PYTHON_FORM.search(_STRING_LITERAL.sub("''", text)) is None
+
+
 @SETTINGS
 @given(frame=frames(), data=st.data())
 def test_boolean_rules_match_brute_force(frame: pl.DataFrame, data: st.DataObject) -> None:
     text, evaluate = bool_expr(data.draw, 3)
     compiled = compile_expression(text, CTX)
     got = frame.select(compiled.expr(LISTS).alias("r"))["r"].to_list()
-    want = [evaluate(row) is True for row in frame.iter_rows(named=True)]
+    rows = list(frame.iter_rows(named=True))
+    want = [evaluate(row) is True for row in rows]
     assert got == want, text
+    predicate = python_predicate(compiled, LISTS)
+    assert (predicate is not None) == python_covers(text), text
+    if predicate is not None:
+        assert [predicate(row) for row in rows] == want, text
+
+
+def agree(got: list[Any], want: list[Any]) -> bool:
+    """Row by row: both null, or both set and the same value."""
+    return all(
+        (g is None and w is None) or (g is not None and w is not None and same(g, w))
+        for g, w in zip(got, want, strict=True)
+    )
 
 
 @SETTINGS
@@ -320,9 +349,14 @@ def test_value_expressions_match_brute_force(frame: pl.DataFrame, data: st.DataO
     text, evaluate = gen(data.draw, 3)
     compiled = compile_expression(text, CTX, expect_bool=False)
     got = frame.select(compiled.expr(LISTS).alias("r"))["r"].to_list()
-    want = [evaluate(row) for row in frame.iter_rows(named=True)]
+    rows = list(frame.iter_rows(named=True))
+    want = [evaluate(row) for row in rows]
     assert len(got) == len(want), text
-    assert all(
-        (g is None and w is None) or (g is not None and w is not None and same(g, w))
-        for g, w in zip(got, want, strict=True)
-    ), (text, got, want)
+    assert agree(got, want), (text, got, want)
+    fn = python_function(compiled, LISTS)
+    assert (fn is not None) == python_covers(text), text
+    if fn is not None:
+        py = [fn(row) for row in rows]
+        assert agree(py, want), (text, py, want)
+        # the Python backend gives the very values Polars gives (ints stay ints, and so on)
+        assert all(g is None or type(g) is type(p) for g, p in zip(got, py, strict=True)), text

@@ -57,6 +57,7 @@ def _run_spark(
         session=spark,
         max_events=1000,
         store_dsn=dsn,
+        log=print,  # per-batch phases, shown by pytest on failure (or with -s)
     )
     return runner.run().summary() | {"spark": runner.metrics_summary()}
 

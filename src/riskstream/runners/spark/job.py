@@ -191,8 +191,12 @@ class SparkRunner:
             self._end_offsets if self._end_offsets is not None else stages.end_offsets(self.source)
         )
         released, new_carry, kafka_rows = stages.align(spark, df, carry, batch_id, end)
+        t_align = time.perf_counter()
         ctx = self._context()
-        result = stages.run_batch(spark, released, ctx, self.pipeline, self._state(ctx))
+        state = self._state(ctx)
+        t_state = time.perf_counter()
+        result = stages.run_batch(spark, released, ctx, self.pipeline, state)
+        t_run = time.perf_counter()
         cases = self._cases(result.hits)
         cp = self.pipeline.take_checkpoint(
             self.fence_source,
@@ -216,9 +220,18 @@ class SparkRunner:
             self.pipeline.watermark = result.max_time if wm is None else max(wm, result.max_time)
             cp.meta["watermark"] = str(self.pipeline.watermark)
         self.carries.save(new_carry)
+        t_cases = time.perf_counter()
         self._commit(cp, cases, result.quarantined)
         self.carries.prune(batch_id - 1)
-        dt = time.perf_counter() - t0
+        now = time.perf_counter()
+        dt = now - t0
+        phases = {
+            "align": t_align - t0,
+            "state": t_state - t_align,
+            **result.phases,
+            "cases": t_cases - t_run,
+            "commit": now - t_cases,
+        }
         self.stats.batches += 1
         self.stats.events += result.events
         self.stats.cases += len(cases)
@@ -248,10 +261,12 @@ class SparkRunner:
             "state_rows": result.state_rows,
             "duration_s": round(dt, 3),
             "lag": dict(self.stats.lag),
+            "phases_s": {k: round(v, 3) for k, v in phases.items()},
         }
         self.log(
             f"batch {batch_id}: {kafka_rows} read, {result.events} events, {len(cases)} cases, "
-            f"{self.progress['carried']} carried, {dt:.2f}s"
+            f"{self.progress['carried']} carried, {dt:.2f}s "
+            f"({', '.join(f'{k} {v:.2f}' for k, v in phases.items())})"
         )
         if self.on_batch:
             self.on_batch(self.stats)

@@ -7,6 +7,7 @@ store's one transaction) and the rows where a rule fires.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import partial, reduce
 from typing import Any
@@ -36,6 +37,8 @@ class BatchResult:
     blobs: list[tuple[str, bytes]]
     max_time: int | None
     state_rows: int
+    #: Wall seconds per phase of the batch (decode, one per dimension, rules): the profile.
+    phases: dict[str, float]
 
 
 def spark_schema(schema: pa.Schema) -> Any:
@@ -130,6 +133,14 @@ def run_batch(
 
     nparts = int(spark.conf.get("spark.sql.shuffle.partitions"))
     persisted: list[Any] = []
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[name] = round(now - clock, 3)
+        clock = now
 
     def keep(frame: Any) -> Any:
         persisted.append(frame.persist())
@@ -151,6 +162,7 @@ def run_batch(
         Quarantined(r["_qcode"], r["_qreason"], r["_pos"], r["_value"] or b"")
         for r in tasks.ordered(bad).iter_rows(named=True)
     ]
+    lap("decode")
     events = ["_seq", "_pmax", "_part", "_off", "_pos", "_value"]
     joined = dec.filter(F.col("_t").isNotNull()).select(*events)
     blobs: list[tuple[str, bytes]] = []
@@ -202,6 +214,7 @@ def run_batch(
         if cols:
             feats = out.filter(F.col("_slot").isNull()).select("_seq", *cols)
             joined = joined.join(feats, on="_seq", how="left")
+        lap("metric:" + ",".join(names))
     hits = pl.DataFrame()
     if pipe.rules:
         hits = _polars(
@@ -216,7 +229,9 @@ def run_batch(
         blobs=blobs,
         max_time=None if agg["wm"] is None else int(agg["wm"]),
         state_rows=state_rows,
+        phases=phases,
     )
+    lap("rules")
     for frame in persisted:
         frame.unpersist()
     return result

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from riskstream.engine import distinct_features as dfeat
 from riskstream.engine import features as feat
-from riskstream.engine.decode import Quarantined
+from riskstream.engine.decode import TIME, Quarantined
 from riskstream.engine.pipeline import Pipeline
 from riskstream.runners.spark import tasks
 from riskstream.runners.spark.align import Carry, PartMark
@@ -37,7 +37,9 @@ class BatchResult:
     blobs: list[tuple[str, bytes]]
     max_time: int | None
     state_rows: int
-    #: Wall seconds per phase of the batch (decode, one per dimension, rules): the profile.
+    #: Events read but not released (the next batch's carry), or None.
+    carried: pl.DataFrame | None
+    #: Wall seconds per phase of the batch (building the plan, the one job): the profile.
     phases: dict[str, float]
 
 
@@ -61,8 +63,11 @@ def _event_schema() -> Any:
 
 def align(
     spark: Any, df: Any, carry: Carry, batch_id: int, end: dict[str, int]
-) -> tuple[Any, Carry, int]:
-    """The events this batch releases (with the previous carry), the new carry, rows read."""
+) -> tuple[Any, Any, Carry, int]:
+    """The events this batch releases (with the previous carry), those it carries (None when
+    nothing holds them back), the new carry (without its events yet), Kafka rows read.
+
+    One small Spark job: per partition, its last offset and largest message timestamp."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -109,63 +114,43 @@ def align(
     new = Carry(batch_id, parts)
     frontier = new.frontier(end)
     if frontier is None:
-        return batch, new, kafka_rows
+        return batch, None, new, kafka_rows
     top, part = frontier
     leaves = (F.col("_pmax") < top) | ((F.col("_pmax") == top) & (F.col("_part") <= part))
-    batch = batch.persist()
-    held = batch.filter(~leaves).toArrow()
-    if held.num_rows:
-        events = pl.from_arrow(held)
-        assert isinstance(events, pl.DataFrame)
-        new.events = events
-    return batch.filter(leaves), new, kafka_rows
+    # The held rows are collected with the batch's results (one Spark job), not here.
+    return batch.filter(leaves), batch.filter(~leaves), new, kafka_rows
 
 
 def run_batch(
     spark: Any,
     released: Any,
+    held: Any,
     ctx: tasks.BatchContext,
     pipe: Pipeline,
     state: dict[tuple[str, str], tuple[pl.DataFrame, pl.DataFrame]],
 ) -> BatchResult:
-    """Decode, features and buckets per metric, rules; see the module docstring."""
+    """Decode, features and buckets per dimension, rules: ONE Spark job, one collect.
+
+    Every stage's output the driver needs (bucket blobs, quarantined events, the rows where a
+    rule fires, counts, the carried events) travels to the last stage (``tasks.finish_part``)
+    and is collected once: Spark's fixed cost per job (planning, scheduling, a Python worker
+    round trip per stage) is paid once per batch, not once per result.
+    """
     from pyspark.sql import functions as F
 
+    started = time.perf_counter()
     nparts = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    persisted: list[Any] = []
-    phases: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        phases[name] = round(now - clock, 3)
-        clock = now
-
-    def keep(frame: Any) -> Any:
-        persisted.append(frame.persist())
-        return frame
-
-    released = keep(released)
-    dec = keep(
-        released.mapInArrow(
-            partial(tasks.decode_part, ctx), spark_schema(tasks.decode_schema(ctx.spec))
-        )
-    )
-    agg = dec.agg(F.max("_t").alias("wm"), F.count("_t").alias("n")).collect()[0]
-    bad = _polars(
-        dec.filter(F.col("_qcode").isNotNull())
-        .select("_pmax", "_part", "_off", "_pos", "_qcode", "_qreason", "_value")
-        .toArrow()
-    )
-    quarantined = [
-        Quarantined(r["_qcode"], r["_qreason"], r["_pos"], r["_value"] or b"")
-        for r in tasks.ordered(bad).iter_rows(named=True)
-    ]
-    lap("decode")
+    # The decoded events feed every dimension and the last stage: decode each partition once.
+    dec = released.mapInArrow(
+        partial(tasks.decode_part, ctx), spark_schema(tasks.decode_schema(ctx.spec))
+    ).persist()
     events = ["_seq", "_pmax", "_part", "_off", "_pos", "_value"]
-    joined = dec.filter(F.col("_t").isNotNull()).select(*events)
-    blobs: list[tuple[str, bytes]] = []
+    final = spark_schema(tasks.finish_schema(pipe))
+    branches = [
+        _conform(dec.withColumn("_kind", F.lit(tasks.EVENT)), final),
+    ]
+    if held is not None:
+        branches.append(_conform(held.withColumn("_kind", F.lit(tasks.HELD)), final))
     state_rows = 0
     # One shuffle per dimension: the metrics keyed by the same fields share it.
     by_dim: dict[tuple[str, ...], list[int]] = {}
@@ -201,40 +186,56 @@ def run_batch(
                     )
                     inputs.append(spark.createDataFrame(typed.to_arrow()))
         rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), inputs)
-        out = keep(
-            rows.repartition(nparts, "key").mapInArrow(
-                partial(tasks.metric_part, ctx, names),
-                spark_schema(tasks.metric_schema(pipe, names)),
-            )
+        out = rows.repartition(nparts, "key").mapInArrow(
+            partial(tasks.metric_part, ctx, names),
+            spark_schema(tasks.metric_schema(pipe, names)),
         )
-        for r in out.filter(F.col("_slot").isNotNull()).select("_slot", "_blob").collect():
-            blobs.append((str(r["_slot"]), bytes(r["_blob"])))
-        safe = tasks.safe_names(pipe)
-        cols = [safe[n] for n, _ in tasks.feature_schema(pipe, names)]
-        if cols:
-            feats = out.filter(F.col("_slot").isNull()).select("_seq", *cols)
-            joined = joined.join(feats, on="_seq", how="left")
-        lap("metric:" + ",".join(names))
-    hits = pl.DataFrame()
-    if pipe.rules:
-        hits = _polars(
-            joined.mapInArrow(
-                partial(tasks.rules_part, ctx), spark_schema(tasks.rules_schema(pipe))
-            ).toArrow()
-        )
-    result = BatchResult(
-        events=int(agg["n"]),
-        quarantined=quarantined,
-        hits=hits,
-        blobs=blobs,
-        max_time=None if agg["wm"] is None else int(agg["wm"]),
-        state_rows=state_rows,
-        phases=phases,
+        branches.append(_conform(out.withColumn("_kind", F.lit(tasks.FEATS)), final))
+    planned = time.perf_counter()
+    rows = reduce(lambda a, b: a.unionByName(b), branches)
+    got = _polars(
+        rows.repartition(nparts, "_seq")
+        .mapInArrow(partial(tasks.finish_part, ctx), final)
+        .toArrow()
     )
-    lap("rules")
-    for frame in persisted:
-        frame.unpersist()
-    return result
+    dec.unpersist()
+    of = pl.col("_kind")
+    stats = got.filter(of == tasks.STATS)
+    bad = got.filter(of == tasks.QUARANTINED)
+    quarantined = [
+        Quarantined(r["_qcode"], r["_qreason"], r["_pos"], r["_value"] or b"")
+        for r in tasks.ordered(bad).iter_rows(named=True)
+    ]
+    blobs = [
+        (str(r["_slot"]), bytes(r["_blob"]))
+        for r in got.filter(of == tasks.FEATS).select("_slot", "_blob").iter_rows(named=True)
+    ]
+    wm = stats[TIME].max()
+    carried = got.filter(of == tasks.HELD).select(events)
+    done = time.perf_counter()
+    return BatchResult(
+        events=int(stats["_n"].sum()),
+        quarantined=quarantined,
+        hits=got.filter(of == tasks.HIT).drop("_kind", "_n", "_slot", "_blob"),
+        blobs=blobs,
+        max_time=None if wm is None else int(wm),  # type: ignore[arg-type]
+        state_rows=state_rows,
+        carried=carried if carried.height else None,
+        phases={"plan": planned - started, "job": done - planned},
+    )
+
+
+def _conform(frame: Any, schema: Any) -> Any:
+    """``frame`` with exactly the columns of ``schema`` (missing ones null), in its order."""
+    from pyspark.sql import functions as F
+
+    have = set(frame.columns)
+    return frame.select(
+        *[
+            (F.col(f.name) if f.name in have else F.lit(None)).cast(f.dataType).alias(f.name)
+            for f in schema.fields
+        ]
+    )
 
 
 def _polars(table: pa.Table) -> pl.DataFrame:

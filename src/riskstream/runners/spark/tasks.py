@@ -10,8 +10,11 @@ never one per key or per event:
   the events of the batch plus the keys' recent state from the store, and computes the exact
   sliding features of every feature group of the metric (``engine.features`` /
   ``engine.distinct_features``) and the bucket partials (``engine.metrics.Pending``);
-* :func:`rules_part` joins nothing: it evaluates the rules on events that already carry all
-  their features and keeps the rows where some rule fires (the driver makes the cases).
+* :func:`finish_part` runs on the rows of some events (after a shuffle by event id): each
+  event and its feature rows from every dimension meet there; it evaluates the rules and
+  keeps the rows where one fires (the driver makes the cases), and passes on what the driver
+  must collect (bucket blobs, quarantined and carried events, counts) so that a micro-batch
+  is one Spark job.
 
 Ingestion order (the order the embedded engine's timestamp merge would give, see
 ``docs/spark.md``) is the sort by (``_pmax``, ``_part``, ``_off``).
@@ -48,8 +51,11 @@ EVENT_COLS = {
 }
 #: The event's ``_seq`` (unique in the batch, not ordered) once decoded; see :func:`_decode`.
 GSEQ = "_gseq"
-#: Row kinds in a metric stage's input: batch event, numeric state row, distinct value row.
+#: Row kinds in a metric stage's input: batch event, numeric state row, distinct value row;
+#: and in the finishing stage: feature rows or blobs of a metric stage, carried events, and
+#: its outputs (events where a rule fires, quarantined events, per-partition counts).
 EVENT, STATE, VALUES = 0, 1, 2
+FEATS, HELD, HIT, QUARANTINED, STATS = 3, 4, 5, 6, 7
 
 
 @dataclass(frozen=True)
@@ -243,14 +249,6 @@ def _state_of(
     )
 
 
-def rules_schema(pipe: Pipeline) -> pa.Schema:
-    """Input and output of :func:`rules_part`: event columns plus every feature."""
-    fields = [pa.field(n, t) for n, t in EVENT_COLS.items()]
-    safe = safe_names(pipe)
-    fields += [pa.field(safe[n], t) for n, t in feature_schema(pipe)]
-    return pa.schema(fields)
-
-
 def with_features(pipe: Pipeline, events: pl.DataFrame) -> pl.DataFrame:
     """Decode ``events`` (sorted) and attach their feature columns (matched on ``_seq``)."""
     frame, _ = _decode(pipe, events)
@@ -274,23 +272,69 @@ def with_features(pipe: Pipeline, events: pl.DataFrame) -> pl.DataFrame:
     return joined.with_columns(pl.col(zero).fill_null(0)) if zero else joined
 
 
-def rules_part(ctx: BatchContext, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The rows where at least one enabled rule fires (throttles are applied by the driver)."""
+def finish_schema(pipe: Pipeline) -> pa.Schema:
+    """Input and output of :func:`finish_part`: one row layout for every kind of row."""
+    fields = [pa.field("_kind", pa.int32())]
+    fields += [pa.field(n, t) for n, t in EVENT_COLS.items()]
+    fields += [pa.field(TIME, pa.int64()), pa.field("_n", pa.int64())]
+    fields += [pa.field("_qcode", pa.string()), pa.field("_qreason", pa.string())]
+    fields += [pa.field("_slot", pa.string()), pa.field("_blob", pa.binary())]
+    safe = safe_names(pipe)
+    fields += [pa.field(safe[n], t) for n, t in feature_schema(pipe)]
+    return pa.schema(fields)
+
+
+def finish_part(ctx: BatchContext, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The last stage of a micro-batch, over rows shuffled by event id (``_seq``).
+
+    Input: the decoded events (``_kind`` EVENT, quarantined ones with ``_qcode``), their
+    feature rows from every dimension's stage (FEATS: one row per event and dimension), the
+    bucket blobs of those stages (FEATS with ``_slot``) and the carried rows (HELD). Output,
+    collected by the driver in the batch's one action: the events where a rule fires (HIT,
+    with all their features), the quarantined events (QUARANTINED), the blobs and carried
+    rows as they came, and one STATS row (events, largest event time).
+    """
     rows = _drain(batches)
     if rows is None:
         return
     pipe = ctx.pipeline()
-    schema = rules_schema(pipe)
-    rows = rows.sort(ORDER)
-    frame = with_features(pipe, rows)
-    if not pipe.rules or not frame.height:
+    schema = finish_schema(pipe)
+    kind = pl.col("_kind")
+    passed = rows.filter((kind == HELD) | ((kind == FEATS) & pl.col("_slot").is_not_null()))
+    if passed.height:
+        yield from _to_arrow(passed, schema)
+    events = rows.filter(kind == EVENT)
+    bad = events.filter(pl.col("_qcode").is_not_null())
+    if bad.height:
+        yield from _to_arrow(bad.with_columns(pl.lit(QUARANTINED, pl.Int32).alias("_kind")), schema)
+    valid = events.filter(pl.col(TIME).is_not_null())
+    stats = pl.DataFrame(
+        {"_kind": [STATS], "_n": [valid.height], TIME: [valid[TIME].max()]},
+        schema={"_kind": pl.Int32, "_n": pl.Int64, TIME: pl.Int64},
+    )
+    yield from _to_arrow(stats, schema)
+    if not valid.height or not pipe.rules:
         return
+    safe = safe_names(pipe)
+    cols = [safe[n] for n, _ in feature_schema(pipe)]
+    base = valid.select(list(EVENT_COLS))
+    if cols:
+        # Each feature column is set by exactly one dimension's row of the event.
+        feats = (
+            rows.filter((kind == FEATS) & pl.col("_slot").is_null())
+            .group_by("_seq")
+            .agg([pl.col(c).drop_nulls().first() for c in cols])
+        )
+        base = base.join(feats, on="_seq", how="left")
+    base = base.sort(ORDER)
+    frame = with_features(pipe, base)
     fired = pl.any_horizontal(
         [r.compiled.expr(pipe.lists).fill_null(False) for r in pipe.rules]
     ).alias("_fired")
     hit = frame.select(GSEQ, fired).filter(pl.col("_fired"))[GSEQ]
     if hit.len():
-        yield from _to_arrow(rows.filter(pl.col("_seq").is_in(hit.implode())), schema)
+        hits = base.filter(pl.col("_seq").is_in(hit.implode()))
+        yield from _to_arrow(hits.with_columns(pl.lit(HIT, pl.Int32).alias("_kind")), schema)
 
 
 def _ipc(frame: pl.DataFrame) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -87,7 +88,8 @@ def main() -> None:
             capture_output=True,
         )
         spec = work / "bench.yaml"
-        spec.write_text(SPEC.read_text() + f"\nbatch_size: {args.batch}\n")
+        text = re.sub(r"(?m)^batch_size: .*$", f"batch_size: {args.batch}", SPEC.read_text())
+        spec.write_text(text)
         with KafkaBroker(work / "kafka") as broker:
             broker.create_topic("bench", partitions=4)
             n = produce(broker.bootstrap, "bench", events)

@@ -5,7 +5,8 @@ events three ways and prints p50/p99/mean in microseconds:
 
 * ``python``: the single-event scorer with its plain-Python rule backend (the decide default);
 * ``polars``: the same scorer forced onto the Polars rule backend;
-* ``evaluate``: ``Pipeline.evaluate`` on a one-line batch (the in-process API).
+* ``evaluate``: ``Pipeline.evaluate`` on a one-line batch (the in-process API);
+* ``rules``: only the rules' Python backend, every rule on one scored event's row.
 
 Small by default; run by hand: ``.venv/bin/python bench/decide_score.py [--events N --samples M]``.
 Compare two versions by running both in the same session (the machine's load moves figures).
@@ -121,6 +122,19 @@ def main() -> None:
         fn(probes[0])  # warm caches
         results[name] = timed(fn, probes)
     scorer.python = True
+    plan_rules = scorer.plan().py_rules
+    assert plan_rules is not None
+    envs = []
+    for line in probes:
+        got = scorer.score([line], ["bench"], unique_keys=True)[0]
+        envs.append({**got.row, **got.features})  # type: ignore[union-attr]
+    rule_times = []
+    for env in envs:
+        t0 = time.perf_counter()
+        for rule in plan_rules:
+            rule(env)
+        rule_times.append(time.perf_counter() - t0)
+    results["rules"] = rule_times
     print(f"events loaded {args.events}, samples {args.samples}")
     for name, times in results.items():
         print(summary(name, times))

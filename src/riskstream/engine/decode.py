@@ -199,15 +199,30 @@ class Decoder:
             v = obj.get(name)
             if v is None:
                 continue
-            if kind == "float" and (isinstance(v, bool) or not isinstance(v, int | float)):
-                return "wrong_type", f"field {name!r} should be a number, got {_short(v)}"
-            if kind == "int" and (isinstance(v, bool) or not isinstance(v, int)):
-                return "wrong_type", f"field {name!r} should be an integer, got {_short(v)}"
-            if kind == "int" and not -_I64 <= v < _I64:
-                return "wrong_type", f"field {name!r} is an integer beyond 64 bits: {_short(v)}"
-            if kind == "bool" and not isinstance(v, bool):
-                return "wrong_type", f"field {name!r} should be true or false, got {_short(v)}"
+            problem = field_problem(name, kind, v)
+            if problem is not None:
+                return "wrong_type", problem
         return None
+
+    @property
+    def frame_schema(self) -> dict[str, pl.DataType]:
+        """Columns of a decoded frame, in order: the read fields, then ``_seq _pos _raw _t _id``."""
+        return {
+            **self.schema,
+            SEQ: pl.Int64(),
+            POS: pl.String(),
+            RAW: pl.Binary(),
+            TIME: pl.Int64(),
+            EID: pl.String(),
+        }
+
+    def latest_time(self) -> int:
+        """The latest event time accepted now (wall clock + ``max_future``); later is too early."""
+        return self.clock() + self.max_future_ms
+
+    def too_late(self, t: int, seen: int | None) -> bool:
+        """Whether time ``t`` is older than ``max_lateness`` behind ``seen`` (the max time before it)."""
+        return seen is not None and t < seen - self.max_lateness_ms
 
     def _times(
         self, frame: pl.DataFrame, watermark: int | None
@@ -249,7 +264,7 @@ class Decoder:
             frame = frame.filter(pl.col(TIME).is_not_null())
         # Too early: later than the wall clock + max_future (it would blind lateness for good),
         # or before year 1: such times never reach the watermark or the bucket arithmetic.
-        latest = self.clock() + self.max_future_ms
+        latest = self.latest_time()
         early_mask = frame.select(
             ((pl.col(TIME) > latest) | (pl.col(TIME) < MIN_TIME_MS)).alias("e")
         )["e"]
@@ -296,6 +311,22 @@ def _has_blank(lines: list[bytes], joined: bytes) -> bool:
     first = np.frombuffer(joined, dtype=np.uint8)[starts]
     suspect = np.flatnonzero(np.isin(first, _BLANKS))
     return any(not lines[i].strip() for i in suspect)
+
+
+def field_problem(name: str, kind: str, v: object) -> str | None:
+    """Why the non-null JSON value ``v`` does not fit field ``name`` of declared ``kind``, or None.
+
+    The ``wrong_type`` detail of the batch decoder; the single-event decoder refuses the same values.
+    """
+    if kind == "float" and (isinstance(v, bool) or not isinstance(v, int | float)):
+        return f"field {name!r} should be a number, got {_short(v)}"
+    if kind == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+        return f"field {name!r} should be an integer, got {_short(v)}"
+    if kind == "int" and not -_I64 <= v < _I64:  # type: ignore[operator]
+        return f"field {name!r} is an integer beyond 64 bits: {_short(v)}"
+    if kind == "bool" and not isinstance(v, bool):
+        return f"field {name!r} should be true or false, got {_short(v)}"
+    return None
 
 
 def oversized(size: int, max_bytes: int, position: str, line: bytes) -> Quarantined:

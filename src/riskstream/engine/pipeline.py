@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ class _RuleRuntime:
 
 
 @dataclass
-class _FeatureGroup:
+class FeatureGroup:
     """Feature requests of one metric at one tier, with the state they slide over."""
 
     metric: str
@@ -166,7 +166,7 @@ class Pipeline:
             for name, r in spec.rules.items()
             if r.enabled
         ]
-        groups: dict[tuple[str, str], _FeatureGroup] = {}
+        groups: dict[tuple[str, str], FeatureGroup] = {}
         lateness = parse_duration(spec.event.max_lateness)
         refs = [ref for rule in self.rules for ref in rule.compiled.features]
         refs += self.models.feature_refs + self.extra_features
@@ -177,7 +177,7 @@ class Pipeline:
             old = getattr(self, "_groups", {}).get(key)
             group = groups.setdefault(
                 key,
-                _FeatureGroup(
+                FeatureGroup(
                     ref.metric,
                     tier,
                     [],
@@ -266,9 +266,9 @@ class Pipeline:
             fast = single.evaluate_one(self, lines_batch)
             if fast is not None:
                 return fast
-        return self._evaluate_batch(lines_batch)
+        return self.evaluate_batch(lines_batch)
 
-    def _evaluate_batch(
+    def evaluate_batch(
         self, lines_batch: RawBatch
     ) -> tuple[pl.DataFrame, list[Quarantined], dict[str, pl.Series]]:
         """:meth:`evaluate` with the batch machinery (events of the batch see earlier ones)."""
@@ -642,6 +642,15 @@ class Pipeline:
     def pending_rule_hits(self) -> dict[str, int]:
         """Rule hits counted since the last checkpoint (not yet in the store)."""
         return dict(self._rule_hits)
+
+    @property
+    def feature_groups(self) -> Mapping[tuple[str, str], FeatureGroup]:
+        """(metric, tier) -> the feature requests at that tier and the state they slide over.
+
+        The same mapping object until the rules change (a reload), so readers may cache by it;
+        read-only for them: only the pipeline advances the tails.
+        """
+        return self._groups
 
     def available_from(self) -> dict[str, int]:
         """First retained bucket start per tier at the current watermark."""

@@ -111,11 +111,11 @@ def _pipeline(words: str) -> Pipeline:
 
 
 def _batch_answer(p: Pipeline, line: bytes, pos: str) -> Any:
-    frame, quarantined, fired = p._evaluate_batch(RawBatch(lines=[line], positions=[pos]))
+    frame, quarantined, fired = p.evaluate_batch(RawBatch(lines=[line], positions=[pos]))
     if quarantined:
         q = quarantined[0]
         return ("quarantine", q.code, q.reason)
-    names = [r.name for g in p._groups.values() for r in g.requests]
+    names = [r.name for g in p.feature_groups.values() for r in g.requests]
     row = frame.row(0, named=True)
     return (
         {c: row[c] for c in frame.columns if c not in names},
@@ -164,7 +164,7 @@ def test_single_path_equals_batch_path(words: str, data: st.DataObject) -> None:
     # Pipeline.evaluate on one event: the very frame and flags of the batch path
     for line, pos in zip(lines, positions, strict=True):
         got = p.evaluate(RawBatch(lines=[line], positions=[pos]))
-        ref = p._evaluate_batch(RawBatch(lines=[line], positions=[pos]))
+        ref = p.evaluate_batch(RawBatch(lines=[line], positions=[pos]))
         assert got[0].schema == ref[0].schema
         assert got[0].rows() == ref[0].rows()
         assert [(q.code, q.reason) for q in got[1]] == [(q.code, q.reason) for q in ref[1]]

@@ -86,7 +86,9 @@ class Planner:
         spec = runner.spec
         self.time_field = spec.event.time
         self.lateness = parse_duration(spec.event.max_lateness)
-        used = {metric for metric, _tier in runner.pipeline.feature_groups}  # rules' and models' features
+        used = {
+            metric for metric, _tier in runner.pipeline.feature_groups
+        }  # rules' and models' features
         self.dims = {m: list(spec.metrics[m].dimension) for m in sorted(used) if m in spec.metrics}
 
     def keys(self, event: dict[str, Any]) -> list[tuple[str, str]] | None:

@@ -47,7 +47,7 @@ rules:
   words: {{when: "{words}", action: tag}}
 """
 #: one spec the Python evaluator covers entirely, one it does not (contains_any: Polars)
-WORDS_PY = "shop in ['s2', 's4'] and len(card_id) == 2"
+WORDS_PY = "shop in ['s2', 's4'] and len(card_id) == 2 or qty not in [1, 3.0] and -amount < -50"
 WORDS_POLARS = "contains_any(shop, ['s2', 's4'])"
 
 CARDS = ["c0", "c1", "c2", "c3"]

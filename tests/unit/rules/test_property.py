@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from riskstream.rules import ListValues, RuleContext, compile_expression
 from riskstream.rules.pyeval import python_function, python_predicate
+from riskstream.rules.table import OPS
+from riskstream.rules.typed import TApply, reads
 
 Row = dict[str, Any]
 Eval = Callable[[Row], Any]
@@ -360,3 +362,20 @@ def test_value_expressions_match_brute_force(frame: pl.DataFrame, data: st.DataO
         assert agree(py, want), (text, py, want)
         # the Python backend gives the very values Polars gives (ints stay ints, and so on)
         assert all(g is None or type(g) is type(p) for g, p in zip(got, py, strict=True)), text
+
+
+def test_the_generators_reach_every_operator_of_the_table() -> None:
+    """The property tests above exercise the whole operator table, not a corner of it."""
+    seen: set[str] = set()
+
+    @settings(max_examples=400, deadline=None, derandomize=True, database=None)
+    @given(data=st.data())
+    def draw(data: st.DataObject) -> None:
+        gen = data.draw(st.sampled_from([num_expr, str_expr, bool_expr]))
+        text, _evaluate = gen(data.draw, 3)
+        tree = compile_expression(text, CTX, expect_bool=False).tree
+        assert tree is not None
+        seen.update(n.op for n in reads(tree) if isinstance(n, TApply))
+
+    draw()
+    assert seen == set(OPS)

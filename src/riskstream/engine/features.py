@@ -63,20 +63,50 @@ class Request:
     window_ms: int
 
 
-def state_rows(contrib: pl.DataFrame, tier: str) -> pl.DataFrame:
-    """Aggregate contributions into feature-state rows (key, bucket, count, sum, sumsq, min, max)."""
+#: The state columns each numeric stat reads (``count`` is always kept).
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "count": (),
+    "sum": ("sum",),
+    "avg": ("sum",),
+    "var": ("sum", "sumsq"),
+    "stddev": ("sum", "sumsq"),
+    "min": ("min",),
+    "max": ("max",),
+}
+#: What a state column left out reads as: the empty value of its stat.
+EMPTY: dict[str, float] = {"sum": 0.0, "sumsq": 0.0, "min": math.inf, "max": -math.inf}
+
+
+def state_columns(requests: Sequence[Request]) -> tuple[str, ...]:
+    """The stat columns of the state that ``requests`` read, in :data:`STATE_SCHEMA` order
+    (a feature tail keeps only these: ``person.count(10m)`` needs no sums of squares)."""
+    wanted = {"count"} | {c for r in requests for c in _NEEDS.get(r.stat, tuple(EMPTY))}
+    return tuple(c for c in STATE_SCHEMA if c in wanted)
+
+
+def state_schema(columns: Sequence[str]) -> dict[str, pl.DataType]:
+    """:data:`STATE_SCHEMA` with only ``columns`` of the stat columns."""
+    return {k: v for k, v in STATE_SCHEMA.items() if k in (KEY, "b") or k in columns}
+
+
+def state_rows(
+    contrib: pl.DataFrame, tier: str, columns: Sequence[str] = tuple(STATE_SCHEMA)[2:]
+) -> pl.DataFrame:
+    """Aggregate contributions into feature-state rows (key, bucket and the stat ``columns``
+    of count, sum, sumsq, min, max)."""
     v = pl.col(VALUE).fill_null(0.0)
+    aggs = {
+        "count": pl.len().cast(pl.Int64).alias("count"),
+        "sum": v.sum().alias("sum"),
+        "sumsq": (v * v).sum().alias("sumsq"),
+        "min": pl.col(VALUE).min().alias("min"),
+        "max": pl.col(VALUE).max().alias("max"),
+    }
     return (
         contrib.lazy()
         .with_columns(start_expr(pl.col(TIME), tier).alias("b"))
         .group_by(KEY, "b")
-        .agg(
-            pl.len().cast(pl.Int64).alias("count"),
-            v.sum().alias("sum"),
-            (v * v).sum().alias("sumsq"),
-            pl.col(VALUE).min().alias("min"),
-            pl.col(VALUE).max().alias("max"),
-        )
+        .agg(*(aggs[c] for c in aggs if c in columns))
         .collect()
     )
 
@@ -276,10 +306,14 @@ def _numeric(
 
 def _state_columns(state: pl.DataFrame) -> dict[str, npt.NDArray[np.generic]]:
     """The numeric state columns as NumPy (views where possible; null min/max as the empty
-    value of their stat, a null sum or count as NaN or 0 as a sum over them would give)."""
+    value of their stat, a null sum or count as NaN or 0 as a sum over them would give; a
+    column the state leaves out as the empty value of its stat)."""
     out: dict[str, npt.NDArray[np.generic]] = {}
     fills = {"min": math.inf, "max": -math.inf, "count": 0}
     for name in ("b", "count", "sum", "sumsq", "min", "max"):
+        if name not in state.columns:  # left out of the tail: no request reads it
+            out[name] = np.full(state.height, EMPTY[name])
+            continue
         col = state[name]
         if col.null_count() and name in fills:
             col = col.fill_null(fills[name])

@@ -97,6 +97,8 @@ class FeatureGroup:
     tail: list[pl.DataFrame] = field(default_factory=list)
     values: list[pl.DataFrame] = field(default_factory=list)
     new_values: list[pl.DataFrame] = field(default_factory=list)
+    #: the stat columns the tail keeps (only those its numeric requests read)
+    columns: tuple[str, ...] = ()
 
     @property
     def numeric(self) -> list[feat.Request]:
@@ -129,6 +131,9 @@ class Pipeline:
         self.models = ModelSet(spec, models_dir)
         #: extra features computed on every batch (training computes the model's candidates)
         self.extra_features: list[FeatureRef] = []
+        #: Set when a reload asks for feature state the engine did not keep (a new window tier
+        #: or stat): the runner reloads the tails from the store (:meth:`restore`).
+        self.stale_state = False
         self.lists = _registry(spec, self.base_dir)
         wheres = compile_wheres(spec)
         self.metrics = [
@@ -189,6 +194,20 @@ class Pipeline:
             group.horizon_ms = max(group.horizon_ms, horizon)
             if all(r.name != ref.name for r in group.requests):
                 group.requests.append(feat.Request(ref.name, ref.stat, ref.window_ms))
+        previous = getattr(self, "_groups", None)
+        has_state = previous is not None and getattr(self, "watermark", None) is not None
+        for key, group in groups.items():
+            group.columns = feat.state_columns(group.numeric)
+            old = previous.get(key) if previous is not None else None
+            numeric_ok = not group.numeric or (
+                old is not None and bool(old.numeric) and set(group.columns) <= set(old.columns)
+            )
+            distinct_ok = not group.distinct or (old is not None and bool(old.distinct))
+            if not numeric_ok:
+                group.tail = []  # no old tail, or one without a column the new requests read
+            if has_state and not (numeric_ok and distinct_ok):
+                # A reload asks for state this engine did not keep: the runner reloads it.
+                self.stale_state = True
         self._groups = groups
 
     def _decoder(self, spec: PipelineSpec) -> Decoder:
@@ -407,7 +426,7 @@ class Pipeline:
             avail = self.available_from()[tier]
             if group.numeric:
                 # Only the rows of this batch's keys, found by binary search in key-sorted frames.
-                state = gather_keys(group.tail, queries[KEY], feat.STATE_SCHEMA)
+                state = gather_keys(group.tail, queries[KEY], feat.state_schema(group.columns))
                 # Only buckets the store retains count, so a restarted engine sees the same state.
                 state = state.filter(pl.col("b") >= avail)
                 out = feat.compute(queries, contribs[metric], state, tier, group.numeric)
@@ -422,11 +441,17 @@ class Pipeline:
         return pl.DataFrame(cols) if cols else pl.DataFrame()
 
     def _advance_tails(self, contribs: dict[str, pl.DataFrame]) -> None:
+        wm = self.watermark
+        avail = self.available_from()
         for (metric, tier), group in self._groups.items():
-            wm = self.watermark
-            cutoff = (wm - group.horizon_ms - TIER_MS[tier]) if wm is not None else None
+            # Buckets before the first retained one never count (features read ``b >= avail``,
+            # which only moves forward), so the tail keeps the window plus the lateness
+            # allowance, cut at the retention: 2 h, not 3 h, of second buckets for 1 h windows.
+            cutoff = (
+                max(wm - group.horizon_ms - TIER_MS[tier], avail[tier]) if wm is not None else None
+            )
             if group.numeric:
-                rows = feat.state_rows(contribs[metric], tier)
+                rows = feat.state_rows(contribs[metric], tier, group.columns)
                 if rows.height:
                     group.tail.append(keyed(rows))
                 if cutoff is not None and len(group.tail) > 16:
@@ -633,7 +658,9 @@ class Pipeline:
         self.pending.set_rolled(layout.marks_from_meta(meta))
         for key, rows in tails.items():
             if key in self._groups and rows.height:
-                self._groups[key].tail = [rows]
+                group = self._groups[key]
+                group.tail = [rows.select(list(feat.state_schema(group.columns)))]
+        self.stale_state = False
         for key, rows in (values or {}).items():
             if key in self._groups and rows.height:
                 self._groups[key].values = [rows]

@@ -221,12 +221,13 @@ class EmbeddedRunner:
             self.writer.wait()
             self._source_after_commit()
 
-    def reload_state(self) -> None:
-        """Checkpoint, then reload the pipeline state from the store (new partitions assigned)."""
+    def reload_state(self, why: str = "after a partition assignment") -> None:
+        """Checkpoint, then reload the pipeline state from the store (new partitions assigned,
+        or a spec reload asks for feature state the engine did not keep)."""
         with self.lock:
             self.checkpoint_now()
             self._restore_state(self._store, self._store.meta())
-            self.log("reloaded pipeline state from the store after a partition assignment")
+            self.log(f"reloaded pipeline state from the store {why}")
 
     # ---- recovery ----------------------------------------------------------------------
 
@@ -481,6 +482,8 @@ class EmbeddedRunner:
             return
         self.spec = new
         self.stats.reloads += 1
+        if self.pipeline.stale_state:
+            self.reload_state("for the reloaded spec's new features")
         models = ", ".join(
             f"{e} v{m.version}{' (shadow)' if self.pipeline.models.shadow[e] else ''}"
             for e, m in self.pipeline.models.models.items()

@@ -45,12 +45,10 @@ class SortedState:
             self.cat = frame[CATEGORY]
         else:
             self.count: _I64A = frame["count"].to_numpy().astype(np.int64, copy=False)
-            self.sum: _F64 = frame["sum"].fill_null(0.0).to_numpy().astype(np.float64, copy=False)
-            self.sumsq: _F64 = (
-                frame["sumsq"].fill_null(0.0).to_numpy().astype(np.float64, copy=False)
-            )
-            self.min: _F64 = frame["min"].fill_null(math.inf).to_numpy().astype(np.float64)
-            self.max: _F64 = frame["max"].fill_null(-math.inf).to_numpy().astype(np.float64)
+            self.sum = _stat_column(frame, "sum")
+            self.sumsq = _stat_column(frame, "sumsq")
+            self.min = _stat_column(frame, "min")
+            self.max = _stat_column(frame, "max")
 
     def rows(self, lo: int, hi: int, key: str) -> slice | list[int]:
         """Rows in ``[lo, hi)`` (those of the key's hash) whose key really is ``key``."""
@@ -58,6 +56,14 @@ class SortedState:
         if keys.count(key) == len(keys):
             return slice(lo, hi)
         return [lo + i for i, k in enumerate(keys) if k == key]
+
+
+def _stat_column(frame: pl.DataFrame, name: str) -> _F64:
+    """A float state column, nulls (and a column the tail leaves out) as its stat's empty value."""
+    if name not in frame.columns:
+        return np.full(frame.height, feat.EMPTY[name])
+    out: _F64 = frame[name].fill_null(feat.EMPTY[name]).to_numpy().astype(np.float64, copy=False)
+    return out
 
 
 class FrameCache:

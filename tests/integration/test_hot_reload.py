@@ -112,3 +112,38 @@ def test_edit_switches_rules_and_broken_edit_is_refused(tmp_path: Path) -> None:
         "\n", " "
     )
     assert "spec reloaded" in err
+
+
+def test_a_reload_reading_new_stats_reloads_the_feature_state(tmp_path: Path) -> None:
+    """The running rule reads only ``shop.count``: the feature tails keep counts alone. A
+    reload to a rule on ``shop.sum(1h)`` reloads the tails from the store, so the first case
+    after it sees every earlier event's amount (brute force), not only the new ones."""
+    spec, cases, events = (
+        tmp_path / "spec.yaml",
+        tmp_path / "cases.jsonl",
+        tmp_path / "events.jsonl",
+    )
+    write_spec(spec, "shop.count(1h) > 100 or amount > 1000", cases)
+    amounts = [5.0, 50.0, 150.0, 500.0, 20.0, 101.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 2000.0]
+    append(events, "a", amounts)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "riskstream.cli", "run", "-c", str(spec)]
+        + ["--source", f"file:{events}", "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert [c["event_id"] for c in wait_for_cases(cases, 1)] == ["a12"]
+        write_spec(spec, "shop.sum(1h) > 0 and amount > 1000", cases)
+        time.sleep(1.0)
+        append(events, "b", [1.0, 1.0, 3000.0])
+        got = wait_for_cases(cases, 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    # b2 is shop s2: a2 (150) and a12 (2000) before the reload, then b2 itself (3000)
+    assert [c["event_id"] for c in got] == ["a12", "b2"]
+    assert got[1]["features"] == {"shop.sum(1h)": 150.0 + 2000.0 + 3000.0}
+    assert "reloaded pipeline state from the store for the reloaded spec" in err

@@ -127,8 +127,10 @@ def test_a_reload_reading_new_stats_reloads_the_feature_state(tmp_path: Path) ->
     amounts = [5.0, 50.0, 150.0, 500.0, 20.0, 101.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 2000.0]
     append(events, "a", amounts)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "riskstream.cli", "run", "-c", str(spec)]
-        + ["--source", f"file:{events}", "--data-dir", str(tmp_path / "data")],
+        [
+            *(sys.executable, "-m", "riskstream.cli", "run", "-c", str(spec)),
+            *("--source", f"file:{events}", "--data-dir", str(tmp_path / "data")),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

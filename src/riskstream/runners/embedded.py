@@ -25,12 +25,14 @@ from riskstream.core.events import RawBatch
 from riskstream.core.layout import ALWAYS
 from riskstream.core.stats import sumsq_expr
 from riskstream.core.tiers import parse_duration
+from riskstream.engine.decode import one_line
 from riskstream.engine.pipeline import Pipeline
 from riskstream.errors import SpecError
 from riskstream.lab.archive import for_spec as archive_for_spec
 from riskstream.lab.archiving import ArchiveLog
 from riskstream.models.records import ScoreLog
 from riskstream.models.registry import models_root
+from riskstream.models.scoring import ModelSet
 from riskstream.runners.lock import DataDirLock
 from riskstream.runners.quarantine import QuarantineFile
 from riskstream.runners.writer import CheckpointWriter
@@ -471,6 +473,7 @@ class EmbeddedRunner:
         if mtime == self._spec_mtime:
             return
         self._spec_mtime = mtime
+        old_models = self.pipeline.models
         try:
             new = load_spec(self.spec_path)
             _check_reloadable(self.spec, new)
@@ -481,6 +484,7 @@ class EmbeddedRunner:
             self.log(msg)
             return
         self.spec = new
+        self._record_promotions(old_models)
         self.stats.reloads += 1
         if self.pipeline.stale_state:
             self.reload_state("for the reloaded spec's new features")
@@ -492,6 +496,24 @@ class EmbeddedRunner:
             f"spec reloaded: {len(new.rules)} rules, {len(new.lists)} lists"
             + (f", models {models}" if models else "")
         )
+
+    def _record_promotions(self, old: ModelSet) -> None:
+        """A reload that changed a model entry: a version in each reading rule's history."""
+        from riskstream.runners import promotion
+
+        changes = promotion.model_changes(old, self.pipeline.models, self.spec)
+        for change in changes:
+            self.log(f"model change: {change.note} (rules {', '.join(change.rules) or 'none'})")
+        store = getattr(self, "_store", None)
+        # the lab's tables are not in the Store protocol yet: a raw connection, as the API's
+        connect = getattr(store, "connect", None)
+        if not changes or connect is None or getattr(store, "read_only", False):
+            return
+        try:
+            with self.lock, connect() as con:
+                promotion.record(con, self.spec, changes, models_root(self.data_dir))
+        except Exception as exc:  # the history is a record: never stop the engine over it
+            self.log(f"model change not recorded in the rule history: {one_line(exc)}")
 
 
 def _check_reloadable(old: PipelineSpec, new: PipelineSpec) -> None:

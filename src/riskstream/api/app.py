@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from riskstream import __version__
-from riskstream.api import cases, decide, lab, ruleinfo, timeseries
+from riskstream.api import cases, decide, lab, modelview, ruleinfo, timeseries
 from riskstream.api.auth import SECURITY_SCHEMES, Principal, require
 from riskstream.api.context import ApiContext, runner_state
 from riskstream.api.limits import BodyLimit
@@ -65,7 +65,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     # Request bodies are capped while they stream in (413), like source lines (event.max_bytes).
     app.add_middleware(BodyLimit, max_bytes=ctx.spec.event.max_bytes)
     _errors(app, ctx)
-    for module in (decide, cases, timeseries, ruleinfo, lab):
+    for module in (decide, cases, timeseries, ruleinfo, lab, modelview):
         app.include_router(module.router)
     _operations(app, ctx, metrics)
     _ui(app)

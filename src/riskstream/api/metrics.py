@@ -10,6 +10,8 @@ Series (``_total`` added to counters by the client library):
   ``riskstream_sink_in_flight{sink}``
 * ``riskstream_watermark_ms``, ``riskstream_runner_up`` (1 while the runner is running)
 * ``riskstream_decide_seconds`` histogram, ``riskstream_decide_total{action}``
+* ``riskstream_model_info``, ``riskstream_model_score`` histogram, ``riskstream_model_psi``
+  (score distribution and drift of the spec's models: :mod:`riskstream.api.modelview`)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from riskstream.api.context import ApiContext, runner_state
+from riskstream.api.modelview import ModelCollector
 from riskstream.sinks.base import HasStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -136,6 +139,7 @@ class ApiMetrics:
         self.ctx = ctx
         self.registry = CollectorRegistry()
         self.registry.register(RunnerCollector(ctx))
+        self.registry.register(ModelCollector(ctx))
         self.batch_seconds = Histogram(
             "riskstream_batch_seconds",
             "Time to process one micro-batch",

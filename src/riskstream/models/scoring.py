@@ -32,6 +32,8 @@ from riskstream.spec.model import PipelineSpec
 
 #: How many contributing features a case lists per model.
 TOP_FEATURES = 5
+#: Upper bounds (``le``) of the live score histogram on ``/metrics`` (calibrated 0-1 scores).
+SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
 def score_column(entry: str) -> str:
@@ -72,6 +74,11 @@ class Drift:
     expected: list[npt.NDArray[np.int64]]
     actual: list[npt.NDArray[np.int64]] = field(default_factory=list)
     events: int = 0
+    #: live scores per ``SCORE_BUCKETS`` bound (score <= bound, not cumulative) and their sum
+    score_buckets: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(len(SCORE_BUCKETS) + 1, dtype=np.int64)
+    )
+    score_sum: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -101,10 +108,27 @@ class Drift:
             quality.bin_counts(scores if col < 0 else x[:, col], e)
             for col, e in zip(self.columns, self.edges, strict=True)
         ]
+        # bucket i holds SCORE_BUCKETS[i-1] < score <= SCORE_BUCKETS[i] (Prometheus ``le``)
+        idx = np.searchsorted(np.asarray(SCORE_BUCKETS), scores, side="left")
+        buckets = np.bincount(idx, minlength=len(SCORE_BUCKETS) + 1).astype(np.int64)
+        total = float(np.nansum(scores))
         with self.lock:
             for acc, c in zip(self.actual, counts, strict=True):
                 acc += c
             self.events += len(scores)
+            self.score_buckets += buckets
+            self.score_sum += total
+
+    def score_distribution(self) -> tuple[list[tuple[float, int]], int, float]:
+        """Cumulative counts per ``le`` bound (``+Inf`` last), the event count and the sum."""
+        with self.lock:
+            cum = np.cumsum(self.score_buckets)
+            bounds = [*SCORE_BUCKETS, float("inf")]
+            return (
+                [(b, int(c)) for b, c in zip(bounds, cum, strict=True)],
+                self.events,
+                self.score_sum,
+            )
 
     def psi(self) -> dict[str, float]:
         """PSI per tracked column (``score`` and each top feature) since the engine started."""
@@ -286,7 +310,38 @@ class ModelSet:
                 "train_range": meta.get("train_range"),
                 "test_range": meta.get("test_range"),
                 "metrics": meta.get("metrics", {}),
-                "drift": {"events": m.drift.events, "psi": m.drift.psi()},
+                "drift": drift_view(m.drift),
+                "scores": score_view(m.drift),
                 "report": str(m.stored.path / "report.html"),
             }
         return out
+
+
+def psi_status(value: float) -> str:
+    """The usual reading of a PSI: ``stable`` below 0.1, ``drifting`` to 0.25, else ``shifted``."""
+    return "stable" if value < 0.1 else ("drifting" if value < 0.25 else "shifted")
+
+
+def drift_view(drift: Drift) -> dict[str, Any]:
+    """PSI of the score and the top features against the training set, since the model loaded.
+
+    ``psi`` is empty until the engine has scored an event with this model.
+    """
+    values = drift.psi() if drift.events else {}
+    return {
+        "events": drift.events,
+        "psi": values,
+        "status": {k: psi_status(v) for k, v in values.items()},
+    }
+
+
+def score_view(drift: Drift) -> dict[str, Any]:
+    """The live score distribution: events per ``SCORE_BUCKETS`` bin (not cumulative) and mean."""
+    cumulative, events, total = drift.score_distribution()
+    per_bin = np.diff(np.r_[0, [c for _, c in cumulative]]).tolist()
+    return {
+        "bounds": list(SCORE_BUCKETS),
+        "counts": per_bin[: len(SCORE_BUCKETS)],
+        "events": events,
+        "mean": total / events if events else None,
+    }

@@ -156,6 +156,7 @@ async function route() {
     else if (section === "metrics") await renderMetrics(params);
     else if (section === "rules") await renderRules();
     else if (section === "lab") await renderLab(params);
+    else if (section === "models") await renderModels();
     else await renderQueue(params);
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) show(errorBox(err));

@@ -20,6 +20,7 @@ from riskstream.sinks.file import FileSink
 from riskstream.sources.file import FileSource
 from riskstream.spec.load import load_spec
 from riskstream.synthetic.generator import GeneratorSource, generate_frames
+from riskstream.training.demo import DEMO_MODEL, train_demo_model
 
 EXAMPLES = ("card-velocity.yaml", "risky-products.yaml")
 #: Events per second of event time: slow enough that minute-long fraud episodes complete.
@@ -83,17 +84,21 @@ def run_demo(
     )
     cases = pl.concat(all_cases, how="diagonal_relaxed") if all_cases else pl.DataFrame()
     _report(console, labels, cases)
+    first = load_spec(examples / EXAMPLES[0])
+    trained = train_demo_model(first, root / first.name / "data", console)
     console.print(
         f"\nQuery any metric over any range, e.g.:\n  riskstream query -c {examples / EXAMPLES[0]} card <card_id> --from 2026-01-05T00:00:00Z --to 2026-01-06T00:00:00Z --data-dir {root / 'card-velocity' / 'data'}",
         highlight=False,
     )
     if serve is not None and last_runner is not None:
-        _serve_live(root, examples, serve, console)
+        _serve_live(root, examples, serve, console, with_model=trained is not None)
     elif data_dir is None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _serve_live(root: Path, examples: Path, serve: Serve, console: Console) -> None:
+def _serve_live(
+    root: Path, examples: Path, serve: Serve, console: Console, *, with_model: bool = False
+) -> None:
     """Serve the first pipeline with a live engine, so the rule lab can take rules live.
 
     The engine reads ``ROOT/inbox.jsonl`` (append events to feed it, or POST them to
@@ -103,6 +108,9 @@ def _serve_live(root: Path, examples: Path, serve: Serve, console: Console) -> N
     spec_dir = root / "spec"
     shutil.copytree(examples, spec_dir, dirs_exist_ok=True)
     spec_path = spec_dir / EXAMPLES[0]
+    if with_model:  # the demo's model, scored as a shadow (the Models page shows its drift)
+        with spec_path.open("a") as f:
+            f.write(f"models: {{{DEMO_MODEL}: {{version: latest, shadow: true}}}}\n")
     spec = load_spec(spec_path)
     inbox = root / "inbox.jsonl"
     inbox.touch()

@@ -699,9 +699,9 @@ def _score_records(
     """Every model's score of every event of the batch (long form), for the score records."""
     if scored is None or not scored.scores:
         return None
-    # to_series(0): the first *column* (``frame[0]`` would be the first row: one label for
-    # the whole batch, a ShapeError on every batch of more than one event)
-    label = frame.select(label_expr(label_field).cast(pl.Float64).alias("label")).to_series(0)
+    # with_columns broadcasts: without a label field the label is one literal null, which a
+    # select would return as a single row (a ShapeError on every batch of more than one event)
+    label = frame.with_columns(label_expr(label_field).cast(pl.Float64).alias("_label"))["_label"]
     parts = []
     for entry, s in scored.scores.items():
         m = models.models[entry]

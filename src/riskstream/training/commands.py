@@ -70,6 +70,10 @@ def run_train(
     names = parse_feature_list(spec, features)
     if not names:
         raise UsageError("no features to train on: give --features auto or a list")
+    try:
+        compile_features(spec, names)
+    except ValueError as exc:
+        raise UsageError(f"--features: {exc}") from None
     batches, where = event_batches(spec, data_dir, source_uri, names, from_ms, to_ms)
     data = build_dataset(
         spec,

@@ -169,3 +169,25 @@ def test_run_on_the_generator_source_with_a_model_finishes(
     assert got["events"] == 20000 and got["quarantined"] == 0
     assert got["cases_by_rule"]["burst"] > 0
     assert read_scores(models_root(tmp_path / "data")).height == 20000
+
+
+def test_a_spec_without_labels_scores_whole_batches(model_root: Path) -> None:
+    """Regression: without ``labels:`` the label column of the score records was one literal
+    row, so every batch of more than one event failed and was bisected to single events."""
+    from riskstream.engine.pipeline import Pipeline
+    from riskstream.spec.load import parse_spec
+
+    spec = parse_spec(
+        SPEC.replace("labels: {field: label}\n", "") + "models: {fraud: {version: latest}}\n"
+    )
+    assert spec.labels.field is None
+    pipe = Pipeline(spec, None, models_dir=model_root)
+    batch = GeneratorSource(3000, SEED).read_batch(3000, 0)
+    assert batch is not None
+    outcome = pipe.process(batch)
+    assert outcome.events == 3000 and not outcome.quarantined
+    assert pipe.isolated_batches == 0
+    records = outcome.model_scores
+    assert records is not None and records.height == 3000
+    assert records["label"].null_count() == 3000
+    assert records["event_id"].to_list() == [f"ev-{i:09d}" for i in range(3000)]

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import orjson
 import polars as pl
+import pytest
 
 from riskstream.core.events import RawBatch
 from riskstream.models.records import read_scores
@@ -117,3 +121,54 @@ def test_promotion_changes_scores_at_the_next_batch_and_is_in_the_rule_history(
     assert change["after"]["live"]["events"] == BATCH
     labels = records.filter(pl.col("entry") == "challenger")["label"]
     assert change["after"]["live"]["fraud"] == int(labels.sum())
+
+
+def _brute_ap(scores: list[float], labels: list[int]) -> float:
+    """Average precision one threshold at a time (score >= t flags)."""
+    pos = sum(labels)
+    ap, prev = 0.0, 0.0
+    for t in sorted(set(scores), reverse=True):
+        flagged = [y for x, y in zip(scores, labels, strict=True) if x >= t]
+        recall = sum(flagged) / pos
+        ap += (recall - prev) * sum(flagged) / len(flagged)
+        prev = recall
+    return ap
+
+
+def test_compare_champion_and_challenger_on_the_same_labelled_events(
+    trained_root: tuple[Path, Trained], tmp_path: Path
+) -> None:
+    root = models_root(tmp_path / "data")
+    shutil.copytree(trained_root[0], root)
+    data = TRAINED["data"]
+    assert isinstance(data, pl.DataFrame)
+    train(unit_spec(), data, FEATURES, "fraud", root, params=Params(trees=6, num_leaves=4))
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(_spec_text(tmp_path, BEFORE))
+    spec = load_spec(spec_path)
+    source = GeneratorSource(EVENTS, 12)
+    runner = EmbeddedRunner(
+        spec, source, tmp_path / "data", sink_factory(spec, tmp_path / "data"), spec_path=spec_path
+    )
+    assert runner.run(install_signals=False).events == EVENTS
+    proc = subprocess.run(
+        [sys.executable, "-m", "riskstream.cli", "models", "compare", "-c", str(spec_path),
+         "fraud", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = orjson.loads(proc.stdout)
+    assert (got["model"], got["champion"]) == ("fraud", "fraud")
+    result = got["challengers"]["challenger"]
+    records = read_scores(root)
+    labels = {r["event_id"]: int(r["label"]) for r in records.iter_rows(named=True)}
+    for side, entry, version in (("champion", "fraud", 1), ("challenger", "challenger", 2)):
+        rows = records.filter(pl.col("entry") == entry).sort("event_id")
+        scores = rows["score"].to_list()
+        ys = [labels[e] for e in rows["event_id"].to_list()]
+        q = result[side]
+        assert (q["version"], q["events"], q["labelled"]) == ([version], EVENTS, EVENTS)
+        assert q["fraud"] == sum(ys) > 0
+        assert q["auc_pr"] == pytest.approx(_brute_ap(scores, ys), abs=1e-12)
+    assert result["champion"]["auc_pr"] != result["challenger"]["auc_pr"]

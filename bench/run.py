@@ -37,6 +37,10 @@ Benchmarks (names for ``--only``):
   topic; latency = time the case line appears in the file sink - time the event was produced.
 * ``query``: in-process stitched 90-day ``query_range`` on random cards of the 1M store.
 * ``memory``: (full run only) 10M events (~1M distinct cards), bench spec, peak RSS.
+* ``typical``: a typical spec (``bench/specs/typical.yaml``: two metrics on all five tiers,
+  three rules with 1-minute and 5-minute features and a keyword list) over 400k events
+  (``--typical-events``), whole process, against ``json.loads`` over the same lines, runs
+  alternating so both see the same load.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ from report import report, write_report
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "bench" / "specs" / "bench.yaml"
 SHARED_SPEC = ROOT / "bench" / "specs" / "shared.yaml"
+TYPICAL_SPEC = ROOT / "bench" / "specs" / "typical.yaml"
+TYPICAL_EVENTS = 400_000
 QUIX_VENV = ROOT / "bench" / ".quix-venv"
 QUIX_REQ = ROOT / "bench" / "quix-requirements.txt"
 PY = sys.executable
@@ -828,8 +834,11 @@ def main(argv: list[str] | None = None) -> int:
         "--write-partial", action="store_true", help="write even when a benchmark failed"
     )
     ap.add_argument(
-        "--only", default="", help="comma-separated: limit,duckdb,file,kafka,latency,query,memory"
+        "--only",
+        default="",
+        help="comma-separated: limit,duckdb,file,kafka,latency,query,memory,typical",
     )
+    ap.add_argument("--typical-events", type=int, default=TYPICAL_EVENTS)
     ap.add_argument("--skip-kafka", action="store_true")
     ap.add_argument("--latency-seconds", type=float, default=None, help="steady-rate run (30 s)")
     ap.add_argument("--latency-rate", type=int, default=14_000, help="steady rate, events/s")
@@ -859,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         args.latency_seconds = 20.0 if args.quick else 30.0
     args.command_line = "bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     only = {x for x in args.only.split(",") if x}
-    unknown = only - {"limit", "duckdb", "file", "kafka", "latency", "query", "memory"}
+    unknown = only - {"limit", "duckdb", "file", "kafka", "latency", "query", "memory", "typical"}
     if unknown:
         ap.error(f"unknown benchmark(s) for --only: {', '.join(sorted(unknown))}")
 
@@ -977,6 +986,30 @@ def main(argv: list[str] | None = None) -> int:
         return r
 
     step("memory", "memory", memory, results)
+
+    def typical() -> dict[str, Any]:
+        n = args.typical_events
+        tpath = data_file(args.data, n)
+        limit: list[dict[str, Any]] = []
+        engine: list[dict[str, Any]] = []
+        for _ in range(args.runs):  # alternating: both see the same load
+            limit.append(bench_limit(tpath, n, 1))
+            engine.append(bench_file(tpath, n, 1, work, None, TYPICAL_SPEC, "typical"))
+        lim = series([r["median_s"] for r in limit], n)
+        eng = series(
+            [r["median_s"] for r in engine],
+            n,
+            rss_mib=max(r["rss_mib"] for r in engine),
+            cases=engine[-1]["cases"],
+        )
+        return {
+            "events": n,
+            "limit": lim,
+            "engine": eng,
+            "ratio": eng["median_s"] / lim["median_s"],
+        }
+
+    step("typical", "typical", typical, results)
     results["total_s"] = time.perf_counter() - started
     save()
     section = report(results, args)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/api_decide.py [--events 20000] [--rate 1000] [--seconds 10]
                                          [--concurrency 32] [--clients 2] [--no-batching]
+                                         [--servers uvicorn,granian] [--rounds N]
 
 What it does:
 
@@ -14,6 +15,8 @@ What it does:
    keep-alive httpx connections (one sync client per thread): first ``GET /healthz`` (transport + framework baseline), then
    ``POST /v1/decide`` with events of random cards. Latency is measured from each
    request's *scheduled* send time (no coordinated omission) and printed as p50/p90/p99.
+4. ``--servers uvicorn,granian --rounds 3``: the same engine served by each ASGI server in turn
+   (interleaved rounds), so the comparison shares one engine state and one machine load.
 
 A benchmark, not a test: the numbers depend on the machine and on what else runs on it.
 """
@@ -215,12 +218,12 @@ def run_phase(url: str, path: str, args: argparse.Namespace, last_t: int) -> dic
 def start(
     root: Path, n: int, cards: int, every: str, batching: bool
 ) -> tuple[Any, Any, threading.Thread, int]:
-    """Write spec and events, run the engine, serve the API; wait until the engine caught up."""
+    """Write spec and events, run the engine; wait until it caught up. Returns the runner, the
+    API context (served by :func:`serve`), the engine thread and the last event time."""
     import orjson
 
     from riskstream.api.auth import KeyRing
     from riskstream.api.context import ApiContext
-    from riskstream.api.server import serve_context
     from riskstream.runners.embedded import EmbeddedRunner
     from riskstream.sources.file import FileSource
     from riskstream.spec.load import load_spec
@@ -246,7 +249,6 @@ def start(
         keys=KeyRing.parse(f"{KEY}=read+decide"),
         decide_batching=batching,
     )
-    server = serve_context(ctx, port=0, log=lambda m: None)
     thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
     while runner.stats.events < n:
@@ -254,7 +256,17 @@ def start(
             raise SystemExit(f"engine stopped: {runner.stats.summary()}")
         time.sleep(0.1)
     time.sleep(2.0)  # let the last checkpoint land
-    return runner, server, thread, t
+    return runner, ctx, thread, t
+
+
+def serve(ctx: Any, kind: str) -> Any:
+    """Serve ``ctx`` with the ASGI server ``kind`` (uvicorn or granian) on a free port."""
+    import os
+
+    from riskstream.api.server import serve_context
+
+    os.environ["RISKSTREAM_HTTP_SERVER"] = kind
+    return serve_context(ctx, port=0, log=lambda m: None)
 
 
 def engine_floor(
@@ -299,11 +311,22 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2, help="client processes")
     ap.add_argument("--checkpoint-every", default="1s", help="the spec's checkpoint.every")
     ap.add_argument("--no-batching", action="store_true", help="score each decide request alone")
+    ap.add_argument(
+        "--servers",
+        default="",
+        help="comma-separated ASGI servers to measure in turn on the same engine "
+        "(uvicorn,granian; default: the API's default server)",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="measure each server this many times")
+    ap.add_argument("--paths", default="/healthz,/v1/decide", help="comma-separated endpoints")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="riskstream-bench-") as tmp:
-        runner, server, thread, last_t = start(
+        runner, ctx, thread, last_t = start(
             Path(tmp), args.events, args.cards, args.checkpoint_every, not args.no_batching
         )
+        from riskstream.api.server import http_server
+
+        servers = [x for x in args.servers.split(",") if x] or [http_server()]
         try:
             p50, p99 = engine_floor(runner, last_t, args.cards)
             print(
@@ -315,23 +338,37 @@ def main() -> None:
             print(
                 f"load: {args.rate:.0f} req/s for {args.seconds:.0f} s, {args.concurrency} connections, batching {mode}"
             )
-            for path in ("/healthz", "/v1/decide"):
-                cpu0 = time.process_time()
-                r = run_phase(server.url, path, args, last_t)
-                # CPU of the server process (API threads; the engine is idle by now) per request:
-                # what bounds the rate whatever else runs on the machine.
-                cpu_ms = (time.process_time() - cpu0) * 1000 / max(1, r["ok"])
-                print(
-                    f"{r['path']:<11} ok {r['ok']}/{r['sent']}  {r['achieved_per_s']:>7.1f}/s  "
-                    f"p50 {r['p50_ms']:.2f} ms  p90 {r['p90_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
-                    f"max {r['max_ms']:.1f} ms  (service p50 {r['service_p50_ms']:.2f} / p99 {r['service_p99_ms']:.2f})"
-                    f"  server CPU {cpu_ms:.2f} ms/req"
-                    + (f"  errors {r['errors']}" if r["errors"] else "")
-                )
+            for rnd in range(args.rounds):
+                for kind in servers:
+                    server = serve(ctx, kind)
+                    try:
+                        for path in args.paths.split(","):
+                            measure(server.url, path, args, last_t, f"{kind} r{rnd + 1}")
+                    finally:
+                        server.stop()
         finally:
             runner.request_stop()
             thread.join(30)
-            server.stop()
+
+
+def measure(url: str, path: str, args: argparse.Namespace, last_t: int, label: str) -> None:
+    """One phase on ``path``; prints percentiles and the server process's CPU per request."""
+    import os
+
+    cpu0 = time.process_time()
+    load0 = os.getloadavg()[0]
+    r = run_phase(url, path, args, last_t)
+    # CPU of the server process (API threads; the engine is idle by now) per request:
+    # what bounds the rate whatever else runs on the machine.
+    cpu_ms = (time.process_time() - cpu0) * 1000 / max(1, r["ok"])
+    print(
+        f"{label:<12} {r['path']:<11} ok {r['ok']}/{r['sent']}  {r['achieved_per_s']:>7.1f}/s  "
+        f"p50 {r['p50_ms']:.2f} ms  p90 {r['p90_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
+        f"max {r['max_ms']:.1f} ms  (service p50 {r['service_p50_ms']:.2f} / p99 {r['service_p99_ms']:.2f})"
+        f"  server CPU {cpu_ms:.2f} ms/req  load {load0:.1f}"
+        + (f"  errors {r['errors']}" if r["errors"] else ""),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
-"""Run the API with uvicorn in a daemon thread next to the engine.
+"""Run the API in a daemon thread next to the engine.
 
 ``start_background(spec, data_dir, runner, port=8080, log=print)`` returns a
 :class:`ServerHandle` (``.url``, ``.port``, ``.stop()``, ``.wait()``). Port 0 picks a
 free port. Without API keys (``RISKSTREAM_API_KEYS`` / ``RISKSTREAM_API_KEYS_FILE``) the
 API is open and only a loopback address may be bound.
+
+Two ASGI servers can carry the app (``RISKSTREAM_HTTP_SERVER``): ``uvicorn`` (default) and
+``granian`` (Rust HTTP stack, embedded in this process's asyncio loop; see
+``api/granian_server.py``). ``bench/api_decide.py --servers uvicorn,granian`` measures both
+on the same engine in one run (BENCHMARKS.md, "Issue 17: latency").
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
 import socket
 import threading
@@ -31,14 +37,18 @@ from riskstream.store.factory import store_dsn as store_dsn_of
 if TYPE_CHECKING:
     from riskstream.runners.embedded import EmbeddedRunner
 
+#: The ASGI server used unless ``RISKSTREAM_HTTP_SERVER`` says otherwise (the faster one in
+#: ``bench/api_decide.py --servers uvicorn,granian``).
+DEFAULT_HTTP_SERVER = "uvicorn"
+
 
 class ServerHandle:
     """A running API server."""
 
     def __init__(
-        self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int
+        self, stop: Callable[[], None], thread: threading.Thread, host: str, port: int
     ) -> None:
-        self._server = server
+        self._stop = stop
         self._thread = thread
         self.host = host
         self.port = port
@@ -51,7 +61,7 @@ class ServerHandle:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop accepting, finish open requests, join the thread."""
-        self._server.should_exit = True
+        self._stop()
         self._thread.join(timeout_s)
 
     def wait(self, stop: Callable[[], bool] | None = None) -> None:
@@ -104,6 +114,31 @@ def serve_context(
                 f"refusing to serve the API on {host} without API keys (set RISKSTREAM_API_KEYS)"
             )
         say("API keys are not configured: the API is open to local clients (loopback only)")
+    sock = _listen(host, port)
+    actual = int(sock.getsockname()[1])
+    kind = http_server()
+    if kind == "granian":
+        from riskstream.api.granian_server import serve_granian
+
+        stop, thread = serve_granian(create_app(ctx), sock)
+    else:
+        stop, thread = _serve_uvicorn(create_app(ctx), sock)
+    if stop is None:
+        raise UsageError(f"the API server on {host}:{actual} failed to start")
+    handle = ServerHandle(stop, thread, host, actual)
+    say(f"API and web UI on {handle.url}/")
+    return handle
+
+
+def http_server() -> str:
+    """The ASGI server that carries the API: ``RISKSTREAM_HTTP_SERVER`` (uvicorn or granian)."""
+    kind = os.environ.get("RISKSTREAM_HTTP_SERVER", DEFAULT_HTTP_SERVER).strip().lower()
+    if kind not in ("uvicorn", "granian"):
+        raise UsageError(f"RISKSTREAM_HTTP_SERVER: {kind!r} is not uvicorn or granian")
+    return kind
+
+
+def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto
     # says TCP; without it responses (headers, then body) wait ~40 ms for a delayed ACK.
@@ -115,9 +150,15 @@ def serve_context(
         sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(2048)
-    actual = int(sock.getsockname()[1])
+    return sock
+
+
+def _serve_uvicorn(
+    app: Any, sock: socket.socket
+) -> tuple[Callable[[], None] | None, threading.Thread]:
+    """uvicorn on ``sock`` in a daemon thread; (stop, thread), stop None if it failed to start."""
     config = uvicorn.Config(
-        create_app(ctx),
+        app,
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -133,10 +174,12 @@ def serve_context(
     while not server.started and thread.is_alive():
         threading.Event().wait(0.01)
     if not server.started:
-        raise UsageError(f"the API server on {host}:{actual} failed to start")
-    handle = ServerHandle(server, thread, host, actual)
-    say(f"API and web UI on {handle.url}/")
-    return handle
+        return None, thread
+
+    def stop() -> None:
+        server.should_exit = True
+
+    return stop, thread
 
 
 def start_background(

@@ -642,6 +642,25 @@ class Pipeline:
             prepare()
         return cp
 
+    def take_case_state(self) -> tuple[list[tuple[str, str, int]], dict[str, int]]:
+        """Throttles and rule hits set by the cases raised since the last take, handed to the
+        case outbox commit (``runners.outbox``) that writes them with those cases; the next
+        :meth:`take_checkpoint` then carries none of them."""
+        throttles, hits = list(self._new_throttles), dict(self._rule_hits)
+        self._new_throttles.clear()
+        self._rule_hits.clear()
+        return throttles, hits
+
+    def adopt_cases(self, cases: list[Case]) -> None:
+        """Cases already in the outbox beyond the restored state (committed ahead of a bucket
+        write that never landed): a replay that raises them again is dropped by case id, and
+        new cases are numbered after them."""
+        for c in cases:
+            self._recent_ids[c.case_id] = None
+            self.next_case_seq = max(self.next_case_seq, c.seq + 1)
+        while len(self._recent_ids) > _RECENT_CASE_IDS:
+            self._recent_ids.popitem(last=False)
+
     def restore(
         self,
         meta: dict[str, str],

@@ -1,8 +1,11 @@
 """The embedded runner: one process drives source -> pipeline -> checkpoint -> sinks.
 
-Exactly-once: each checkpoint writes buckets, source positions, new cases
-(outbox), throttles and the quarantine length in one store transaction; sinks
-deliver only after the commit and resume from their recorded marks.
+Exactly-once: right after each batch, its cases (with the throttles and rule hits they
+set) are committed to the store's outbox and handed to the sinks (``runners/outbox.py``);
+each checkpoint then writes buckets, source positions, ``next_case_seq`` and the
+quarantine length in one store transaction on the writer thread. Sinks deliver only
+committed cases and resume from their recorded marks; a crash between the two commits is
+reconciled at start (``outbox.adopt_orphans``).
 """
 
 from __future__ import annotations
@@ -10,9 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,8 +34,12 @@ from riskstream.lab.archiving import ArchiveLog
 from riskstream.models.records import ScoreLog
 from riskstream.models.registry import models_root
 from riskstream.models.scoring import ModelSet
+from riskstream.runners.deadline import BatchDeadline
+from riskstream.runners.handoff import Handoff
 from riskstream.runners.lock import DataDirLock
+from riskstream.runners.outbox import CaseOutbox, adopt_orphans
 from riskstream.runners.quarantine import QuarantineFile
+from riskstream.runners.stats import RunStats
 from riskstream.runners.writer import CheckpointWriter
 from riskstream.sinks.base import Sink
 from riskstream.sources.base import Source
@@ -42,48 +47,6 @@ from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.factory import open_store
 from riskstream.store.protocol import Store
-
-
-@dataclass
-class RunStats:
-    """Counters shown live and in the summary."""
-
-    events: int = 0
-    quarantined: Counter[str] = field(default_factory=Counter)
-    cases: int = 0
-    cases_by_rule: Counter[str] = field(default_factory=Counter)
-    checkpoints: int = 0
-    batches: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-    reloads: int = 0
-    reload_errors: list[str] = field(default_factory=list)
-    lag: dict[str, int] = field(default_factory=dict)
-    #: Partitions a bounded run still needs that another consumer-group member holds.
-    waiting: list[str] = field(default_factory=list)
-    last_batch_s: float = 0.0
-    last_checkpoint_s: float = 0.0
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since start (until the end, once finished)."""
-        return (self.finished or time.monotonic()) - self.started
-
-    def summary(self) -> dict[str, Any]:
-        """The JSON summary (``--summary-json``)."""
-        return {
-            "events": self.events,
-            "events_per_s": round(self.events / self.elapsed, 1) if self.elapsed > 0 else 0.0,
-            "elapsed_s": round(self.elapsed, 3),
-            "quarantined": sum(self.quarantined.values()),
-            "quarantined_by_reason": dict(self.quarantined),
-            "cases": self.cases,
-            "cases_by_rule": dict(self.cases_by_rule),
-            "checkpoints": self.checkpoints,
-            "reloads": self.reloads,
-            "reload_errors": list(self.reload_errors),
-            "lag": dict(self.lag),
-        }
 
 
 class EmbeddedRunner:
@@ -107,7 +70,8 @@ class EmbeddedRunner:
         self.source = source
         self.data_dir = data_dir
         self._make_sinks = sinks
-        self.sinks: list[Sink] = []
+        #: The sinks, behind the one hand-off the engine and writer threads share.
+        self.handoff = Handoff()
         self.spec_path = spec_path
         self.on_batch = on_batch
         self.log = log or (lambda msg: None)
@@ -137,6 +101,13 @@ class EmbeddedRunner:
         self._after_lock = threading.Lock()
         #: Accepted events on their way to the archive (``archive:`` in the spec), else None.
         self.archive: ArchiveLog | None = None
+        #: The read timeout, following the arrival rate.
+        self.deadline = BatchDeadline()
+
+    @property
+    def sinks(self) -> list[Sink]:
+        """The run's sinks (set up at recovery)."""
+        return self.handoff.sinks
 
     def request_stop(self, *_: object) -> None:
         """Finish the current batch, checkpoint and stop (SIGTERM/SIGINT)."""
@@ -164,8 +135,7 @@ class EmbeddedRunner:
                 self.running = False
                 self.source.close()
                 self.quarantine.close()
-                for sink in self.sinks:
-                    sink.close()
+                self.handoff.close()
                 store.close()
         self.stats.finished = time.monotonic()
         return self.stats
@@ -218,6 +188,7 @@ class EmbeddedRunner:
     def checkpoint_now(self) -> None:
         """Checkpoint the pending state now (the Kafka source calls it before giving up partitions)."""
         with self.lock:
+            self._commit_cases()
             if self._dirty or self._cases or self._quarantined:
                 self._checkpoint_pending(self._store)
             self.writer.wait()
@@ -250,18 +221,15 @@ class EmbeddedRunner:
             self.log(f"resuming {self.source.name} at {positions}")
         self.positions = dict(positions)
         self._restore_state(store, meta)
+        early = not getattr(store, "shared", False)
+        if early:
+            orphans = adopt_orphans(store, self.pipeline, meta)
+            if orphans:
+                self.log(f"{len(orphans)} cases were committed ahead of the last checkpoint")
         marks = store.sink_marks()
-        self.sinks = self._make_sinks(marks)
-        for sink in self.sinks:
-            legacy = getattr(sink, "legacy_name", None)  # a name that showed credentials
-            if isinstance(legacy, str) and legacy in marks:
-                store.rename_sink_mark(legacy, sink.name)
-                marks[sink.name] = max(marks.pop(legacy), marks.get(sink.name, 0))
-            mark = max(marks.get(sink.name, 0), sink.delivered_seq())
-            backlog = store.cases_after(mark)
-            if backlog:
-                self.log(f"re-delivering {len(backlog)} cases to {sink.name}")
-                sink.deliver(backlog)
+        self.handoff.sinks = self._make_sinks(marks)
+        self.handoff.redeliver(store, marks, self.log)
+        self.outbox = CaseOutbox(store, self.pipeline, self.source.name, self.handoff, early=early)
         self._store = store
         self._last_compact = time.monotonic()
 
@@ -302,9 +270,10 @@ class EmbeddedRunner:
         while not self._stop:
             self._maybe_reload()
             self._source_after_commit()
-            batch = self.source.read_batch(self.spec.batch_size, timeout_s=0.2)
+            batch = self.source.read_batch(self.spec.batch_size, timeout_s=self.deadline.timeout())
             if batch is None:
                 break
+            t_read = time.perf_counter()
             if batch.lines:
                 t0 = time.perf_counter()
                 with self.lock:
@@ -324,11 +293,12 @@ class EmbeddedRunner:
                 self.stats.cases += len(outcome.cases)
                 self._since_events += len(batch.lines)
                 self._dirty = True
+            self._commit_cases()
+            self.deadline.observe(len(batch.lines), time.perf_counter() - t_read)
             if batch.resume and any(self.positions.get(p) != v for p, v in batch.resume.items()):
                 self.positions.update(batch.resume)
                 self._dirty = True
             self._source_status()
-            self._cases.extend(self.take_api_cases())
             if (self._dirty or self._cases) and (
                 self._since_events >= every_events or time.monotonic() - self._last_cp >= every_s
             ):
@@ -337,21 +307,17 @@ class EmbeddedRunner:
             elif not batch.lines and time.monotonic() - self._last_cp >= every_s:
                 # Idle: nothing to checkpoint, but let sinks make what they wrote durable.
                 self.writer.wait()
-                for sink in self.sinks:
-                    sink.flush(0)
+                self.handoff.marks()
                 self._last_cp = time.monotonic()
             if self.on_batch:
                 self.on_batch(self.stats)
         self._source_status()
+        self._commit_cases()
         if self._dirty or self._cases or self._quarantined:
             self._checkpoint_pending(store)
         self.writer.wait()
         self._source_after_commit()
-        for sink in self.sinks:
-            if not sink.flush(timeout_s=self.final_flush_s):
-                self.log(
-                    f"{sink.name}: cases still undelivered; they are re-delivered on the next start"
-                )
+        self.handoff.flush(self.final_flush_s, self.log)
         self._write_marks(store)
         if time.monotonic() - self._last_compact > self._compact_every_s:
             self._compact(store)
@@ -373,6 +339,14 @@ class EmbeddedRunner:
                     "to its end offset)"
                 )
             self.stats.waiting = waiting
+
+    def _commit_cases(self) -> None:
+        """Cases raised since the last call (the stream's and the API's) into the outbox and
+        to the sinks now (``runners/outbox.py``); a shared store keeps them for the checkpoint."""
+        with self.lock:
+            self._cases.extend(self.take_api_cases())
+            if self._cases:
+                self._cases = self.outbox.commit(self._cases)
 
     def _checkpoint_pending(self, store: Store) -> None:
         """Checkpoint what is pending on ``self`` and start a new pending set."""
@@ -413,18 +387,14 @@ class EmbeddedRunner:
         if archive_job is not None:
             archive_job()  # files first; the store transaction below commits them
         cp.meta["quarantine_bytes"] = str(self.quarantine.append(quarantined))
-        for sink in self.sinks:
-            sink.flush(0)  # moves durable marks forward without waiting for slow deliveries
-        cp.sink_marks = {s.name: s.delivered_seq() for s in self.sinks}
+        cp.sink_marks = self.handoff.marks()
         store.write_checkpoint(cp)
         # The store holds these positions now: the source may commit them and forward the
         # quarantine, on the engine thread (a Kafka consumer is not to be driven from here
         # while its poll runs a rebalance callback that waits for this checkpoint).
         with self._after_lock:
             self._after_commit.append((positions, quarantined))
-        for sink in self.sinks:
-            if cases:
-                sink.deliver(cases)
+        self.outbox.after_checkpoint(cases)  # only cases a shared store took in this checkpoint
         self.stats.checkpoints += 1
         self.stats.last_checkpoint_s = time.perf_counter() - t0
         if time.monotonic() - self._last_compact > self._compact_every_s:
@@ -443,13 +413,7 @@ class EmbeddedRunner:
                 dead_letter(quarantined)
 
     def _write_marks(self, store: Store) -> None:
-        from riskstream.core.checkpoint import Checkpoint
-
-        store.write_checkpoint(
-            Checkpoint(
-                source=self.source.name, sink_marks={s.name: s.delivered_seq() for s in self.sinks}
-            )
-        )
+        store.write_checkpoint(Checkpoint(source=self.source.name, sink_marks=self.handoff.marks()))
 
     def _compact(self, store: Store) -> None:
         wm = self.pipeline.watermark

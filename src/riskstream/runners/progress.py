@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from riskstream.runners.embedded import RunStats
+from riskstream.runners.stats import RunStats
 
 
 class Progress:

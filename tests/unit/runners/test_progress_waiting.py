@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from riskstream.runners.embedded import RunStats
 from riskstream.runners.progress import progress_line
+from riskstream.runners.stats import RunStats
 
 
 def test_progress_line_names_the_partitions_waited_for() -> None:

@@ -30,12 +30,14 @@ from riskstream.core.checkpoint import Checkpoint
 from riskstream.core.keys import CODE
 from riskstream.engine.decode import Quarantined
 from riskstream.engine.pipeline import Pipeline
-from riskstream.runners.embedded import RunStats, _check_reloadable
+from riskstream.runners.embedded import _check_reloadable
+from riskstream.runners.handoff import Handoff
 from riskstream.runners.quarantine import QuarantineFile
 from riskstream.runners.spark import stages
 from riskstream.runners.spark.align import CarryStore
 from riskstream.runners.spark.metrics import SparkMetrics
 from riskstream.runners.spark.tasks import BatchContext, read_ipc
+from riskstream.runners.stats import RunStats
 from riskstream.sinks.base import Sink
 from riskstream.spec.durations import parse_duration
 from riskstream.spec.load import load_spec
@@ -112,8 +114,9 @@ class SparkRunner:
         )
         self._restore(meta)
         self.carries = CarryStore(self.checkpoint_dir)
-        self.sinks = self._make_sinks(self.store.sink_marks())
-        self._redeliver()
+        marks = self.store.sink_marks()
+        self.handoff = Handoff(self._make_sinks(marks))
+        self.handoff.redeliver(self.store, marks, self.log)
         self.dead_letter = stages.dead_letter_producer(self.spec, self.source.brokers)
         if self.until_end:
             self._end_offsets = stages.end_offsets(self.source)
@@ -144,9 +147,8 @@ class SparkRunner:
         try:
             query.awaitTermination()
         finally:
-            for sink in self.sinks:
-                sink.flush(timeout_s=60.0)
-                sink.close()
+            self.handoff.flush(60.0, self.log)
+            self.handoff.close()
             if self.dead_letter is not None:
                 self.dead_letter.close()
             self.quarantine.close()
@@ -160,15 +162,6 @@ class SparkRunner:
             for r, k, u in self.store.select("SELECT rule, key, until_ms FROM throttles")
         }
         self.pipeline.restore(meta, {}, throttles, {})
-
-    def _redeliver(self) -> None:
-        marks = self.store.sink_marks()
-        for sink in self.sinks:
-            mark = max(marks.get(sink.name, 0), sink.delivered_seq())
-            backlog = self.store.cases_after(mark)
-            if backlog:
-                self.log(f"re-delivering {len(backlog)} cases to {sink.name}")
-                sink.deliver(backlog)
 
     # ---- one micro-batch ---------------------------------------------------------------
 
@@ -328,14 +321,10 @@ class SparkRunner:
 
     def _commit(self, cp: Checkpoint, cases: list[Any], quarantined: list[Quarantined]) -> None:
         cp.meta["quarantine_bytes"] = str(self.quarantine.append(quarantined))
-        for sink in self.sinks:
-            sink.flush(0)
-        cp.sink_marks = {s.name: s.delivered_seq() for s in self.sinks}
+        cp.sink_marks = self.handoff.marks()
         self.store.write_checkpoint(cp)
         self.stats.checkpoints += 1
-        for sink in self.sinks:
-            if cases:
-                sink.deliver(cases)
+        self.handoff.deliver(cases)
         if quarantined and self.dead_letter is not None:
             self.dead_letter.send(quarantined)
         if (

@@ -60,6 +60,44 @@ class Carry:
         return min(holding) if holding else None
 
 
+@dataclass(frozen=True)
+class Cut:
+    """What a batch's decode tasks need to align its rows, computed by the driver from one small
+    count per partition: each partition's ``_pmax`` before the batch, and the frontier.
+
+    A Spark partition of the Kafka source holds one Kafka partition's offset range, in offset
+    order (the runner never sets ``minPartitions``), so the running maximum needs no shuffle.
+    """
+
+    prev_pmax: dict[str, int]
+    frontier: tuple[int, str] | None
+
+    def apply(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """``rows`` with ``_pmax`` set (Kafka rows of this batch: the running maximum of their
+        message timestamp ``_ts`` in their partition, continued from the previous batch; carried
+        rows have theirs) and ``_held`` (True: not released by this batch, carried)."""
+        fresh = rows.filter(pl.col("_pmax").is_null())
+        if fresh.height:
+            prev = pl.DataFrame(
+                {"_part": list(self.prev_pmax), "_prev": list(self.prev_pmax.values())},
+                schema={"_part": pl.String, "_prev": pl.Int64},
+            )
+            fresh = (
+                fresh.sort("_part", "_off")
+                .join(prev, on="_part", how="left", maintain_order="left")
+                .with_columns(
+                    pl.max_horizontal(pl.col("_ts").cum_max().over("_part"), "_prev").alias("_pmax")
+                )
+                .drop("_prev")
+            )
+            rows = pl.concat([rows.filter(pl.col("_pmax").is_not_null()), fresh])
+        if self.frontier is None:
+            return rows.with_columns(pl.lit(False).alias("_held"))
+        top, part = self.frontier
+        leaves = (pl.col("_pmax") < top) | ((pl.col("_pmax") == top) & (pl.col("_part") <= part))
+        return rows.with_columns((~leaves).alias("_held"))
+
+
 class CarryStore:
     """``CHECKPOINT_DIR/riskstream/carry-<batch>.parquet`` and ``parts-<batch>.json``."""
 

@@ -183,12 +183,12 @@ class SparkRunner:
         end = (
             self._end_offsets if self._end_offsets is not None else stages.end_offsets(self.source)
         )
-        released, held, new_carry, kafka_rows = stages.align(spark, df, carry, batch_id, end)
+        batch, cut, new_carry, kafka_rows = stages.align(spark, df, carry, batch_id, end)
         t_align = time.perf_counter()
         ctx = self._context()
         state = self._state(ctx)
         t_state = time.perf_counter()
-        result = stages.run_batch(spark, released, held, ctx, self.pipeline, state)
+        result = stages.run_batch(spark, batch, cut, ctx, self.pipeline, state)
         new_carry.events = result.carried
         t_run = time.perf_counter()
         cases = self._cases(result.hits)

@@ -20,7 +20,7 @@ from riskstream.engine import features as feat
 from riskstream.engine.decode import TIME, Quarantined
 from riskstream.engine.pipeline import Pipeline
 from riskstream.runners.spark import tasks
-from riskstream.runners.spark.align import Carry, PartMark
+from riskstream.runners.spark.align import Carry, Cut, PartMark
 from riskstream.spec.model import PipelineSpec
 
 #: seq of an event = partition index * 2**40 + offset (unique; offsets stay below 2**40).
@@ -63,12 +63,11 @@ def _event_schema() -> Any:
 
 def align(
     spark: Any, df: Any, carry: Carry, batch_id: int, end: dict[str, int]
-) -> tuple[Any, Any, Carry, int]:
-    """The events this batch releases (with the previous carry), those it carries (None when
-    nothing holds them back), the new carry (without its events yet), Kafka rows read.
+) -> tuple[Any, Cut, Carry, int]:
+    """This batch's rows (Kafka rows and the previous carry, not aligned yet), the :class:`Cut`
+    that aligns them in the decode tasks, the new carry (without its events yet), Kafka rows read.
 
     One small Spark job: per partition, its last offset and largest message timestamp."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     df = df.withColumn("_part", F.concat_ws("/", "topic", F.col("partition").cast("string")))
@@ -87,44 +86,30 @@ def align(
         mark.pmax = max(mark.pmax, int(row["tsmax"]))
         mark.next_offset = max(mark.next_offset, int(row["last"]) + 1)
     index = {p: m.index for p, m in parts.items()}
-    running = F.max("ts").over(
-        Window.partitionBy("_part")
-        .orderBy("offset")
-        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    )
-    pmax = running
-    if prev_pmax:
-        prev = F.create_map(*[F.lit(x) for kv in prev_pmax.items() for x in kv])
-        pmax = F.greatest(running, F.coalesce(prev[F.col("_part")], running))
     idx = F.create_map(*[F.lit(x) for kv in index.items() for x in kv]) if index else None
     batch = df.select(
         (
             (idx[F.col("_part")] if idx is not None else F.lit(0)).cast("long") * _PART_SHIFT
             + F.col("offset")
         ).alias("_seq"),
-        pmax.cast("long").alias("_pmax"),
+        F.lit(None).cast("long").alias("_pmax"),
         F.col("_part"),
         F.col("offset").alias("_off"),
         F.concat(F.col("_part"), F.lit("@"), F.col("offset").cast("string")).alias("_pos"),
         F.col("value").alias("_value"),
+        F.col("ts").cast("long").alias("_ts"),
     )
     if carry.events is not None and carry.events.height:
         old = spark.createDataFrame(carry.events.to_arrow(), schema=_event_schema())
-        batch = batch.unionByName(old)
+        batch = batch.unionByName(old, allowMissingColumns=True)
     new = Carry(batch_id, parts)
-    frontier = new.frontier(end)
-    if frontier is None:
-        return batch, None, new, kafka_rows
-    top, part = frontier
-    leaves = (F.col("_pmax") < top) | ((F.col("_pmax") == top) & (F.col("_part") <= part))
-    # The held rows are collected with the batch's results (one Spark job), not here.
-    return batch.filter(leaves), batch.filter(~leaves), new, kafka_rows
+    return batch, Cut(prev_pmax, new.frontier(end)), new, kafka_rows
 
 
 def run_batch(
     spark: Any,
-    released: Any,
-    held: Any,
+    batch: Any,
+    cut: Cut,
     ctx: tasks.BatchContext,
     pipe: Pipeline,
     state: dict[tuple[str, str], tuple[pl.DataFrame, pl.DataFrame]],
@@ -141,16 +126,12 @@ def run_batch(
     started = time.perf_counter()
     nparts = int(spark.conf.get("spark.sql.shuffle.partitions"))
     # The decoded events feed every dimension and the last stage: decode each partition once.
-    dec = released.mapInArrow(
-        partial(tasks.decode_part, ctx), spark_schema(tasks.decode_schema(ctx.spec))
+    dec = batch.mapInArrow(
+        partial(tasks.decode_part, ctx, cut), spark_schema(tasks.decode_schema(ctx.spec))
     ).persist()
     events = ["_seq", "_pmax", "_part", "_off", "_pos", "_value"]
     final = spark_schema(tasks.finish_schema(pipe))
-    branches = [
-        _conform(dec.withColumn("_kind", F.lit(tasks.EVENT)), final),
-    ]
-    if held is not None:
-        branches.append(_conform(held.withColumn("_kind", F.lit(tasks.HELD)), final))
+    branches = [_conform(dec, final)]  # released events (EVENT) and carried ones (HELD)
     state_rows = 0
     # One shuffle per dimension: the metrics keyed by the same fields share it.
     by_dim: dict[tuple[str, ...], list[int]] = {}
@@ -160,13 +141,15 @@ def run_batch(
         names = [pipe.metrics[i].name for i in members]
         key = tasks.metric_key_col(members[0])
         inputs = [
-            dec.filter(F.col(key).isNotNull()).select(
+            dec.filter((F.col("_kind") == tasks.EVENT) & F.col(key).isNotNull()).select(
                 F.lit(tasks.EVENT).alias("_kind"),
                 F.col(key).alias("key"),
                 F.lit(None).cast("string").alias("_tier"),
                 *events,
             )
         ]
+        # The keys' recent state: one local relation per dimension (one round trip to the JVM).
+        typed: list[pl.DataFrame] = []
         for (m, tier), (numeric, values) in state.items():
             if m not in names:
                 continue
@@ -176,7 +159,7 @@ def run_batch(
             ):
                 if frame.height:
                     state_rows += frame.height
-                    typed = (
+                    typed.append(
                         frame.select(list(schema))
                         .cast(schema)  # type: ignore[arg-type]
                         .with_columns(
@@ -184,7 +167,10 @@ def run_batch(
                             pl.lit(f"{m}|{tier}").alias("_tier"),
                         )
                     )
-                    inputs.append(spark.createDataFrame(typed.to_arrow()))
+        if typed:
+            inputs.append(
+                spark.createDataFrame(pl.concat(typed, how="diagonal_relaxed").to_arrow())
+            )
         rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), inputs)
         out = rows.repartition(nparts, "key").mapInArrow(
             partial(tasks.metric_part, ctx, names),

@@ -37,6 +37,7 @@ from riskstream.engine import features as feat
 from riskstream.engine.decode import SEQ, TIME
 from riskstream.engine.metrics import Pending
 from riskstream.engine.pipeline import Pipeline
+from riskstream.runners.spark.align import Cut
 from riskstream.spec.model import PipelineSpec
 
 #: Columns of an event row as it travels between stages.
@@ -108,7 +109,8 @@ def safe_names(pipe: Pipeline) -> dict[str, str]:
 
 def decode_schema(spec: PipelineSpec) -> pa.Schema:
     """Output of :func:`decode_part`."""
-    fields = [pa.field(n, t) for n, t in EVENT_COLS.items()]
+    fields = [pa.field("_kind", pa.int32())]
+    fields += [pa.field(n, t) for n, t in EVENT_COLS.items()]
     fields += [pa.field(TIME, pa.int64()), pa.field("_qcode", pa.string())]
     fields += [pa.field("_qreason", pa.string())]
     fields += [pa.field(metric_key_col(i), pa.string()) for i in range(len(spec.metrics))]
@@ -137,11 +139,25 @@ def _decode(pipe: Pipeline, events: pl.DataFrame) -> tuple[pl.DataFrame, Any]:
     return frame, decoded.quarantined
 
 
-def decode_part(ctx: BatchContext, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Events -> times, metric keys and quarantine reasons (one row per event)."""
-    events = _drain(batches)
+def decode_part(
+    ctx: BatchContext, cut: Cut, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """Align, then decode: the rows this batch carries (HELD, as they are), and for the events
+    it releases (EVENT) their times, metric keys and quarantine reasons (one row per event).
+
+    Input: one Kafka partition's rows of the batch (``_pmax`` null, ``_ts`` the message
+    timestamp) or carried rows (``_pmax`` set); see :class:`~riskstream.runners.spark.align.Cut`.
+    """
+    rows = _drain(batches)
     schema = decode_schema(ctx.spec)
-    if events is None:
+    if rows is None:
+        return
+    rows = cut.apply(rows)
+    held = rows.filter(pl.col("_held"))
+    if held.height:
+        yield from _to_arrow(held.with_columns(pl.lit(HELD, pl.Int32).alias("_kind")), schema)
+    events = rows.filter(~pl.col("_held")).select(list(EVENT_COLS))
+    if not events.height:
         return
     pipe = ctx.pipeline()
     events = events.sort(ORDER)
@@ -160,9 +176,9 @@ def decode_part(ctx: BatchContext, batches: Iterator[pa.RecordBatch]) -> Iterato
         schema={"_pos": pl.String, "_qcode": pl.String, "_qreason": pl.String},
     )
     out = (
-        events.select(list(EVENT_COLS))
-        .join(keys, on="_seq", how="left")
+        events.join(keys, on="_seq", how="left")
         .join(bad, on="_pos", how="left")
+        .with_columns(pl.lit(EVENT, pl.Int32).alias("_kind"))
     )
     yield from _to_arrow(out, schema)
 

@@ -62,7 +62,7 @@ def _run_spark(
     return runner.run().summary() | {"spark": runner.metrics_summary()}
 
 
-@pytest.mark.timeout(1500)  # a Spark session and three micro-batches on 2 shared cores
+@pytest.mark.timeout(900)  # ~4 min with a load average of 15 on 2 cores
 def test_local_cases_equal_brute_force_and_embedded_and_queries_stitch(
     spark_local: Any,
     kafka_broker: KafkaBroker,

@@ -45,6 +45,7 @@ def cluster_session(
     cluster.stop()
 
 
+@pytest.mark.timeout(900)  # ~9 min with a load average of 17 on 2 cores
 def test_standalone_cluster_cases_equal_brute_force(
     cluster_session: tuple[Any, StandaloneCluster],
     kafka_broker: KafkaBroker,

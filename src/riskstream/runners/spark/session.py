@@ -75,6 +75,10 @@ def build_session(
         "spark.jars.packages": KAFKA_PACKAGE,
         "spark.jars.ivy": str(ivy),
         "spark.sql.shuffle.partitions": str(max(2, cores)),
+        # A micro-batch is one small job: adaptive execution would submit each of its stages
+        # as a job of its own (a driver round trip between stages) to re-plan partitions the
+        # runner already sizes to the cores.
+        "spark.sql.adaptive.enabled": "false",
         "spark.default.parallelism": str(max(2, cores)),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",

@@ -100,7 +100,9 @@ def align(
         F.col("ts").cast("long").alias("_ts"),
     )
     if carry.events is not None and carry.events.height:
-        old = spark.createDataFrame(carry.events.to_arrow(), schema=_event_schema())
+        # One partition: a local relation is otherwise cut in defaultParallelism slices, each
+        # one more Python task in every stage that reads it.
+        old = spark.createDataFrame(carry.events.to_arrow(), schema=_event_schema()).coalesce(1)
         batch = batch.unionByName(old, allowMissingColumns=True)
     new = Carry(batch_id, parts)
     return batch, Cut(prev_pmax, new.frontier(end)), new, kafka_rows
@@ -168,9 +170,8 @@ def run_batch(
                         )
                     )
         if typed:
-            inputs.append(
-                spark.createDataFrame(pl.concat(typed, how="diagonal_relaxed").to_arrow())
-            )
+            state_frame = pl.concat(typed, how="diagonal_relaxed").to_arrow()
+            inputs.append(spark.createDataFrame(state_frame).coalesce(1))
         rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), inputs)
         out = rows.repartition(nparts, "key").mapInArrow(
             partial(tasks.metric_part, ctx, names),

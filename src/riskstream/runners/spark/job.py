@@ -284,7 +284,7 @@ class SparkRunner:
         out: dict[tuple[str, str], tuple[pl.DataFrame, pl.DataFrame]] = {}
         if wm is None:
             return out
-        for (metric, tier), group in self.pipeline._groups.items():
+        for (metric, tier), group in self.pipeline.feature_groups.items():
             since = max(ctx.available[tier], wm - group.horizon_ms - 1000)
             numeric = pl.DataFrame()
             values = pl.DataFrame()

@@ -93,7 +93,7 @@ def feature_schema(
 ) -> list[tuple[str, pa.DataType]]:
     """(name, type) of the feature columns of ``metrics``' groups (all if None), in order."""
     out: dict[str, pa.DataType] = {}
-    for (m, _tier), group in pipe._groups.items():
+    for (m, _tier), group in pipe.feature_groups.items():
         if metrics is not None and m not in metrics:
             continue
         for req in group.requests:
@@ -214,7 +214,7 @@ def metric_part(
     contribs = {m.name: m.contributions(frame, pipe.lists) for m in chosen}
     queries = frame.select(chosen[0].key_expr().alias(KEY), pl.col(TIME), pl.col(SEQ))
     cols: list[pl.Series] = [frame[GSEQ].alias("_seq")]
-    for (gm, tier), group in pipe._groups.items():
+    for (gm, tier), group in pipe.feature_groups.items():
         if gm not in metrics:
             continue
         contrib = contribs[gm]
@@ -240,7 +240,7 @@ def metric_part(
         for (fm, tier), f in frames.items():
             if f.height:
                 blobs.append((f"{kind}|{fm}|{tier}", _ipc(f)))
-    for (gm, tier), group in pipe._groups.items():
+    for (gm, tier), group in pipe.feature_groups.items():
         if gm in metrics and group.distinct and contribs[gm].height:
             blobs.append((f"values|{gm}|{tier}", _ipc(dfeat.value_rows(contribs[gm], tier))))
     if blobs:
@@ -276,7 +276,7 @@ def with_features(pipe: Pipeline, events: pl.DataFrame) -> pl.DataFrame:
     zero = list(
         {
             r.name
-            for g in pipe._groups.values()
+            for g in pipe.feature_groups.values()
             for r in g.requests
             if r.stat in ("count", "sum", "distinct")
         }

@@ -4,7 +4,7 @@ The engine calls :meth:`ModelSet.apply` on each batch's frame (event fields + fe
 before the rules: it adds one ``model.NAME`` column per model (the calibrated probability;
 null for a shadow model, so a rule reading it never fires) and remembers every score, for
 the score records, the drift monitor and the explanation of the rows that raise a case
-(LightGBM ``pred_contrib``, computed only for those rows).
+(per-feature credits along each row's tree paths, computed only for those rows).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy.typing as npt
 import polars as pl
 
 from riskstream.models import quality
+from riskstream.models.contrib import PathAttribution
 from riskstream.models.registry import (
     MODEL_FILE,
     ModelError,
@@ -155,6 +156,7 @@ class LoadedModel:
         self.stored = stored
         self.exprs: list[CompiledExpr] = compile_features(spec, stored.features)
         self.booster = _booster(stored, entry)
+        self.attribution = PathAttribution(self.booster)
         cal = stored.meta.get("calibration") or {}
         try:
             self.calibration = quality.Isotonic(
@@ -201,13 +203,11 @@ class LoadedModel:
         return self.calibration(self.raw(x))
 
     def explain(self, x: npt.NDArray[np.float64], k: int = TOP_FEATURES) -> list[dict[str, float]]:
-        """Per row, the ``k`` features that pushed its score most (LightGBM ``pred_contrib``)."""
+        """Per row, the ``k`` features that pushed its score most (path attribution, raw-score
+        units: see :mod:`riskstream.models.contrib`)."""
         if not len(x):
             return []
-        contrib = np.asarray(
-            self.booster.predict(x, pred_contrib=True, num_threads=1), dtype=np.float64
-        )
-        contrib = contrib[:, : len(self.features)]  # the last column is the bias
+        contrib = self.attribution(x)
         out: list[dict[str, float]] = []
         for row in contrib:
             top = np.argsort(-np.abs(row), kind="mergesort")[:k]

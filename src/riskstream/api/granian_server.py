@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from riskstream.errors import UsageError
+
 
 def serve_granian(
     app: Any, sock: socket.socket, *, start_timeout_s: float = 10.0
@@ -26,8 +28,13 @@ def serve_granian(
     port are settled there with one clear error) is closed just before granian binds the
     same address.
     """
-    from granian.constants import HTTPModes, Interfaces
-    from granian.server.embed import Server
+    try:
+        from granian.constants import HTTPModes, Interfaces
+        from granian.server.embed import Server
+    except ImportError:
+        raise UsageError(
+            "RISKSTREAM_HTTP_SERVER=granian needs granian (pip install 'riskstream[bench]')"
+        ) from None
 
     host, port = sock.getsockname()[:2]
     logging.getLogger("granian").setLevel(logging.WARNING)

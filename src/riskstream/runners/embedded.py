@@ -293,7 +293,11 @@ class EmbeddedRunner:
                 self.stats.cases += len(outcome.cases)
                 self._since_events += len(batch.lines)
                 self._dirty = True
-            self._commit_cases()
+            if not self.writer.busy:
+                # While a checkpoint is being written the store is taken (one connection per
+                # process at a time): the cases wait for it or for the next checkpoint, which
+                # commits them first, rather than stall the engine behind the bulk write.
+                self._commit_cases()
             self.deadline.observe(len(batch.lines), time.perf_counter() - t_read)
             if batch.resume and any(self.positions.get(p) != v for p, v in batch.resume.items()):
                 self.positions.update(batch.resume)
@@ -350,6 +354,7 @@ class EmbeddedRunner:
 
     def _checkpoint_pending(self, store: Store) -> None:
         """Checkpoint what is pending on ``self`` and start a new pending set."""
+        self._commit_cases()  # every case numbered before the checkpoint is in the outbox first
         cases, quarantined = self._cases, self._quarantined
         self._cases, self._quarantined = [], []
         self.score_log.flush()

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 from fastapi import HTTPException
 
 from riskstream.api.auth import KeyRing
@@ -69,17 +68,6 @@ class ApiContext:
                 # A checkpoint in flight is in neither the store nor the pending state yet.
                 self.runner.writer.wait(reraise=False)
             yield
-
-    @contextmanager
-    def db(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A raw store connection under :meth:`engine_lock`, for the rule lab's tables only
-        (``api/lab.py`` through ``store/lab.py``) until they join the ``Store`` protocol.
-
-        A PostgreSQL store yields an adapter with the same ``execute(sql, args)`` surface.
-        """
-        connect = getattr(self.store, "connect")  # noqa: B009 -- not part of the Store protocol
-        with self.engine_lock(), connect() as con:
-            yield con
 
 
 def runner_state(runner: EmbeddedRunner | None) -> str:

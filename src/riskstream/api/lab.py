@@ -34,7 +34,7 @@ from riskstream.lab.backtest import backtest_archive
 from riskstream.lab.replay import compile_rule
 from riskstream.lab.specfile import diff_text, rule_body, write_rule
 from riskstream.spec.model import PipelineSpec
-from riskstream.store import lab as labstore
+from riskstream.store.protocol import Store
 
 router = APIRouter(tags=["rule lab"])
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -135,9 +135,8 @@ def start_backtest(
             try:
                 with ctx.engine_lock():
                     committed = int(ctx.store.meta().get(META_SEQ, "0"))
-                    with ctx.db() as con:
-                        labels = labstore.read_labels(con)
-                        cases = labstore.case_hits(con, frm, to)
+                    labels = ctx.store.labels()
+                    cases = ctx.store.case_hits(frm, to)
                 job.result = backtest_archive(
                     spec,
                     ctx.data_dir,
@@ -173,25 +172,24 @@ def backtest_job(job_id: str, _who: Principal = Depends(require("analyst"))) -> 
     return job.view()
 
 
-def _sync(con: Any, spec: PipelineSpec) -> None:
+def _sync(store: Store, spec: PipelineSpec) -> None:
     """Record rules whose spec-file text differs from their live version (hand edits)."""
     now = int(time.time() * 1000)
     for name, rule in spec.rules.items():
         body = rule_body(rule)
-        history = labstore.versions(con, name)
-        live = next((v for v in history if v["status"] == "live"), None)
-        if live is None or live["body"] != body:
-            v = labstore.add_version(
-                con,
+        history = store.rule_versions(name)
+        live = next((v for v in history if v.status == "live"), None)
+        if live is None or live.body != body:
+            v = store.add_rule_version(
                 name,
                 body,
                 author=SPEC_FILE,
                 status="live",
                 at_ms=now,
-                diff=diff_text(live["body"] if live else None, body),
+                diff=diff_text(live.body if live else None, body),
                 note="as in the spec file",
             )
-            labstore.set_status(con, name, v, "live")
+            store.set_rule_status(name, v, "live")
 
 
 def _spec_path(ctx: ApiContext) -> Path:
@@ -204,7 +202,7 @@ def _spec_path(ctx: ApiContext) -> Path:
 
 
 def _writable(ctx: ApiContext) -> None:
-    if getattr(ctx.store, "read_only", False):
+    if ctx.store.read_only:
         raise HTTPException(503, "the store is open read-only; rule versions cannot be recorded")
 
 
@@ -236,11 +234,10 @@ def propose(
     four_eyes = spec.review.four_eyes
     if not four_eyes:
         _spec_path(ctx)
-    with ctx.db() as con:
-        _sync(con, spec)
+    with ctx.engine_lock():
+        _sync(ctx.store, spec)
         live = spec.rules.get(body.name)
-        version = labstore.add_version(
-            con,
+        version = ctx.store.add_rule_version(
             body.name,
             new,
             author=who.label,
@@ -253,8 +250,8 @@ def propose(
     went_live = False
     if not four_eyes:
         went_live = _go_live(ctx, body.name, new)
-        with ctx.db() as con:
-            labstore.set_status(con, body.name, version, "live", approved_by=who.label)
+        with ctx.engine_lock():
+            ctx.store.set_rule_status(body.name, version, "live", approved_by=who.label)
     ctx.log(f"rule {body.name} v{version} proposed by {who.label}")
     return {"rule": body.name, "version": version, "four_eyes": four_eyes, "live": went_live}
 
@@ -273,19 +270,19 @@ def approve(
     """A second analyst approves: the version goes live by hot reload."""
     ctx = _ctx(request)
     _writable(ctx)
-    with ctx.db() as con:
-        found = [v for v in labstore.versions(con, name) if v["version"] == version]
+    with ctx.engine_lock():
+        found = [v for v in ctx.store.rule_versions(name) if v.version == version]
     if not found:
         raise HTTPException(404, f"no version {version} of rule {name!r}")
     item = found[0]
-    if item["status"] != "proposed":
-        raise HTTPException(409, f"version {version} of {name!r} is {item['status']}, not proposed")
-    if ctx.live_spec().review.four_eyes and item["author"] == who.label:
+    if item.status != "proposed":
+        raise HTTPException(409, f"version {version} of {name!r} is {item.status}, not proposed")
+    if ctx.live_spec().review.four_eyes and item.author == who.label:
         raise HTTPException(403, "four-eyes: a second analyst must approve this proposal")
-    live = _go_live(ctx, name, item["body"])
-    with ctx.db() as con:
-        labstore.set_status(
-            con, name, version, "live", approved_by=who.label, approved_ms=int(time.time() * 1000)
+    live = _go_live(ctx, name, item.body)
+    with ctx.engine_lock():
+        ctx.store.set_rule_status(
+            name, version, "live", approved_by=who.label, approved_ms=int(time.time() * 1000)
         )
     ctx.log(f"rule {name} v{version} approved by {who.label}")
     return {"rule": name, "version": version, "live": live}
@@ -299,26 +296,25 @@ def rollback(
     ctx = _ctx(request)
     _writable(ctx)
     _spec_path(ctx)
-    with ctx.db() as con:
-        _sync(con, ctx.live_spec())
-        history = labstore.versions(con, name)
-    old = next((v for v in history if v["version"] == body.version), None)
+    with ctx.engine_lock():
+        _sync(ctx.store, ctx.live_spec())
+        history = ctx.store.rule_versions(name)
+    old = next((v for v in history if v.version == body.version), None)
     if old is None:
         raise HTTPException(404, f"no version {body.version} of rule {name!r}")
     live_now = ctx.live_spec().rules.get(name)
-    went_live = _go_live(ctx, name, old["body"])
-    with ctx.db() as con:
-        version = labstore.add_version(
-            con,
+    went_live = _go_live(ctx, name, old.body)
+    with ctx.engine_lock():
+        version = ctx.store.add_rule_version(
             name,
-            old["body"],
+            old.body,
             author=who.label,
             status="proposed",
             at_ms=int(time.time() * 1000),
-            diff=diff_text(rule_body(live_now) if live_now else None, old["body"]),
+            diff=diff_text(rule_body(live_now) if live_now else None, old.body),
             note=f"rollback to version {body.version}",
         )
-        labstore.set_status(con, name, version, "live", approved_by=who.label)
+        ctx.store.set_rule_status(name, version, "live", approved_by=who.label)
     return {"rule": name, "version": version, "restored": body.version, "live": went_live}
 
 
@@ -328,7 +324,7 @@ def rule_versions(
 ) -> dict[str, Any]:
     """Author, time, status, backtest summary and diff of every version."""
     ctx = _ctx(request)
-    with ctx.db() as con:
-        if not getattr(ctx.store, "read_only", False):
-            _sync(con, ctx.live_spec())
-        return {"rule": name, "versions": labstore.versions(con, name)}
+    with ctx.engine_lock():
+        if not ctx.store.read_only:
+            _sync(ctx.store, ctx.live_spec())
+        return {"rule": name, "versions": [v.as_dict() for v in ctx.store.rule_versions(name)]}

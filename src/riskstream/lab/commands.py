@@ -12,7 +12,6 @@ from riskstream.errors import UsageError
 from riskstream.lab.backtest import backtest, backtest_archive
 from riskstream.lab.replay import source_events, stored_labels
 from riskstream.spec.load import load_spec
-from riskstream.store import lab as labstore
 from riskstream.store.duckdb import DB_NAME, Store
 
 
@@ -51,8 +50,7 @@ def run_backtest(
     labels = stored_labels(data_dir) if has_store else None
     live_cases: pl.DataFrame | None = None
     if has_store:
-        with Store(data_dir, read_only=True).connect() as con:
-            live_cases = labstore.case_hits(con, from_ms, to_ms)
+        live_cases = Store(data_dir, read_only=True).case_hits(from_ms, to_ms)
     base = config.parent
     if source is not None:
         return backtest(

@@ -21,7 +21,6 @@ from riskstream.errors import UsageError
 from riskstream.lab.archive import for_spec
 from riskstream.lab.replay import committed_seq
 from riskstream.spec.model import PipelineSpec
-from riskstream.store import lab as labstore
 from riskstream.store.duckdb import DB_NAME, Store
 
 _VALUES = {
@@ -112,8 +111,7 @@ def import_labels(spec: PipelineSpec, data_dir: Path, path: Path) -> LabelImport
     if not (data_dir / DB_NAME).exists():
         raise UsageError(f"no store in {str(data_dir)!r} (run the pipeline with --data-dir first)")
     store = Store(data_dir)
-    with store.connect() as con:
-        cases = labstore.case_hits(con, None, None).select("event_id")
+    cases = store.case_hits(None, None).select("event_id")
     known = [cases]
     archive = for_spec(spec, data_dir)
     if archive is not None:
@@ -125,9 +123,8 @@ def import_labels(spec: PipelineSpec, data_dir: Path, path: Path) -> LabelImport
     for eid, line in missing.select("event_id", "line").head(_SHOW).iter_rows():
         if len(report.problems) < 2 * _SHOW:
             report.problems.append(f"line {line}: unknown event id {eid[:40]!r}")
-    with store.connect() as con:
-        report.imported = labstore.insert_labels(
-            con, found.select("event_id", "label"), f"file:{path.name}", int(time.time() * 1000)
-        )
+    report.imported = store.add_labels(
+        found.select("event_id", "label"), f"file:{path.name}", int(time.time() * 1000)
+    )
     report.fraud = int(found["label"].sum() or 0)
     return report

@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from riskstream.core.events import RawBatch
+from riskstream.core.lab import LABEL_SCHEMA
 from riskstream.core.tiers import TIER_MS
 from riskstream.engine.decode import EID, RAW, TIME, label_expr
 from riskstream.engine.metrics import Pending
@@ -41,7 +42,6 @@ from riskstream.lab.archive import META_SEQ, ArchiveRangeError, for_spec, format
 from riskstream.rules import CompiledExpr, ExpressionError, compile_expression
 from riskstream.spec.check import feature_tier, rule_context
 from riskstream.spec.model import PipelineSpec, RuleSpec
-from riskstream.store import lab as labstore
 from riskstream.store.duckdb import Store
 
 __all__ = [
@@ -261,12 +261,11 @@ def stored_labels(data_dir: str | Path) -> pl.DataFrame:
     try:
         store = Store(data_dir, read_only=True)
     except Exception:
-        return pl.DataFrame(schema=labstore.LABEL_SCHEMA)
+        return pl.DataFrame(schema=LABEL_SCHEMA)
     try:
-        with store.connect() as con:
-            return labstore.read_labels(con)
-    except Exception:  # a read-only store without the lab tables yet
-        return pl.DataFrame(schema=labstore.LABEL_SCHEMA)
+        return store.labels()
+    finally:
+        store.close()
 
 
 def replay_archive(

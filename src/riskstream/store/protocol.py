@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
 from riskstream.core.case import Case, CaseQuery, Decision, StoredCase
 from riskstream.core.checkpoint import Checkpoint
+from riskstream.core.lab import RuleVersion
 
 #: ``(tier, start, end)``: whole buckets of ``tier`` with start in ``[start, end)``.
 Segment = tuple[str, int, int]
@@ -140,6 +141,52 @@ class Store(BucketReader, Protocol):
     def record_decision(self, case_id: str, decision: Decision) -> bool:
         """Record ``decision`` (and the status it implies, ``core.case.STATUS_OF_DECISION``)
         in one transaction; False when there is no such case."""
+        ...
+
+    # ---- the rule lab: labels and rule versions ------------------------------------------
+
+    def labels(self) -> pl.DataFrame:
+        """The latest label per event id (``core.lab.LABEL_SCHEMA``: ``event_id``, ``label``
+        1 fraud / 0 not), from imported labels and analysts' decisions, the latest by time."""
+        ...
+
+    def add_labels(self, frame: pl.DataFrame, source: str, at_ms: int) -> int:
+        """Append ``frame`` (``event_id``, ``label``) as labels from ``source``; the count."""
+        ...
+
+    def case_hits(self, from_ms: int | None, to_ms: int | None) -> pl.DataFrame:
+        """``rule, event_id`` of the stored cases with event time in ``[from_ms, to_ms)``."""
+        ...
+
+    def rule_versions(self, rule: str) -> list[RuleVersion]:
+        """Every recorded version of ``rule``, newest first."""
+        ...
+
+    def add_rule_version(
+        self,
+        rule: str,
+        body: dict[str, Any],
+        *,
+        author: str,
+        status: str,
+        at_ms: int,
+        summary: dict[str, Any] | None = None,
+        diff: str = "",
+        note: str = "",
+    ) -> int:
+        """Append a version of ``rule`` (numbered 1, 2, ... per rule); its number."""
+        ...
+
+    def set_rule_status(
+        self,
+        rule: str,
+        version: int,
+        status: str,
+        *,
+        approved_by: str | None = None,
+        approved_ms: int | None = None,
+    ) -> None:
+        """Set a version's status (``live`` supersedes the live version) and its approver."""
         ...
 
     # ---- maintenance ---------------------------------------------------------------------

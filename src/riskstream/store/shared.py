@@ -1,43 +1,65 @@
-"""The case queue, decisions and run-state reads of a SQL store with the version-1 tables
-(``cases``, ``decisions``, ``throttles``, ``rule_hits``, ``feature_values``): the DuckDB store's.
+"""Protocol methods written once for both backends, over the tables they share by name and
+meaning (``buckets``, ``cases``, ``decisions``, ``throttles``, ``rule_hits``,
+``feature_values``): the case queue, decisions, run-state and bucket reads.
 
-Written against ``connect()`` (``execute(sql_with_?, args)``) and ``frame(sql, args)`` only, so
-a backend with the same tables can reuse it as a mixin.
+A mixin written against ``select``/``frame`` (``?`` placeholders; PostgreSQL translates them)
+and the backend's ``_in_transaction``; DuckDB and PostgreSQL each supply those three.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+import msgspec
 import polars as pl
 
-from riskstream.core.case import STATUS_OF_DECISION, CaseQuery, Decision, StoredCase
+from riskstream.core.case import STATUS_OF_DECISION, Case, CaseQuery, Decision, StoredCase
+
+T = TypeVar("T")
 
 
 class SharedQueries:
     """Protocol methods over the tables both backends share (a mixin for a store class)."""
 
-    def connect(self) -> AbstractContextManager[Any]:
-        """A connection answering ``execute(sql_with_?, args)`` (the backend's)."""
+    #: Appended to the read that finds a case before a decision (PostgreSQL locks the row;
+    #: DuckDB has one writer and no row locks).
+    _ROW_LOCK = ""
+
+    def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read query written with ``?`` placeholders (the backend's)."""
         raise NotImplementedError
 
     def frame(self, sql: str, args: Sequence[Any] = ()) -> pl.DataFrame:
         """A read query into a Polars frame (the backend's)."""
         raise NotImplementedError
 
+    def _in_transaction(self, what: str, work: Callable[[Any], T]) -> T:
+        """``work(con)`` in one transaction; ``con.execute(sql_with_?, args)`` (the backend's)."""
+        raise NotImplementedError
+
     def throttles(self) -> dict[tuple[str, str], int]:
         """``(rule, key) -> until_ms`` of ``once_per`` rules."""
-        with self.connect() as con:
-            rows = con.execute("SELECT rule, key, until_ms FROM throttles").fetchall()
+        rows = self.select("SELECT rule, key, until_ms FROM throttles")
         return {(str(r), str(k)): int(u) for r, k, u in rows}
 
     def rule_hits(self) -> dict[str, int]:
         """Checkpointed hit count per rule."""
-        with self.connect() as con:
-            rows = con.execute("SELECT rule, hits FROM rule_hits").fetchall()
-        return {str(r): int(h) for r, h in rows}
+        return {str(r): int(h) for r, h in self.select("SELECT rule, hits FROM rule_hits")}
+
+    def buckets(
+        self, metric: str, tier: str, key: str | None, start_from: int, start_to: int
+    ) -> pl.DataFrame:
+        """Numeric partials of ``metric`` at ``tier`` with start in [start_from, start_to)."""
+        sql = (
+            "SELECT key, start, count, sum, min, max, m2 FROM buckets "
+            "WHERE metric = ? AND tier = ? AND start >= ? AND start < ?"
+        )
+        args: list[Any] = [metric, tier, start_from, start_to]
+        if key is not None:
+            sql += " AND key = ?"
+            args.append(key)
+        return self.frame(sql, args)
 
     def feature_values(self, metric: str, tier: str, since: int) -> pl.DataFrame:
         """Values behind distinct features (``key, b, c``) with ``b >= since``."""
@@ -65,64 +87,58 @@ class SharedQueries:
             where.append("event_time < ?")
             args.append(query.event_time_to)
         cond = " AND ".join(where)
-        with self.connect() as con:
-            total = con.execute(f"SELECT count(*) FROM cases WHERE {cond}", args).fetchone()
-            rows = con.execute(
-                f"SELECT {_CASE_COLUMNS} FROM cases WHERE {cond} "
-                "ORDER BY event_time DESC, seq DESC LIMIT ? OFFSET ?",
-                [*args, limit, offset],
-            ).fetchall()
-        return (int(total[0]) if total else 0), [_stored_case(r) for r in rows]
+        total = self.select(f"SELECT count(*) FROM cases WHERE {cond}", args)
+        rows = self.select(
+            f"SELECT {_CASE_COLUMNS} FROM cases WHERE {cond} "
+            "ORDER BY event_time DESC, seq DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        )
+        return (int(total[0][0]) if total else 0), [_stored_case(r) for r in rows]
 
     def get_case(self, case_id: str) -> StoredCase | None:
         """One case of the queue, or None."""
-        with self.connect() as con:
-            row = con.execute(
-                f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = ?", [case_id]
-            ).fetchone()
-        return _stored_case(row) if row is not None else None
+        rows = self.select(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = ?", [case_id])
+        return _stored_case(rows[0]) if rows else None
 
     def decisions(self, case_id: str) -> list[Decision]:
         """The decisions recorded on ``case_id``, oldest first."""
-        with self.connect() as con:
-            rows = con.execute(
-                "SELECT decision, note, analyst, at_ms FROM decisions WHERE case_id = ? "
-                "ORDER BY at_ms, rowid",
-                [case_id],
-            ).fetchall()
+        rows = self.select(
+            "SELECT decision, note, analyst, at_ms FROM decisions WHERE case_id = ? "
+            "ORDER BY at_ms, rowid",
+            [case_id],
+        )
         return [
             Decision(decision=str(d), note=n, analyst=str(a), at_ms=int(at)) for d, n, a, at in rows
         ]
 
     def record_decision(self, case_id: str, decision: Decision) -> bool:
         """Record ``decision`` and the status it implies, in one transaction; False: no such case."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                found = con.execute("SELECT 1 FROM cases WHERE case_id = ?", [case_id]).fetchone()
-                if found is None:
-                    con.execute("ROLLBACK")
-                    return False
-                con.execute(
-                    "INSERT INTO decisions (case_id, decision, note, analyst, at_ms) VALUES (?, ?, ?, ?, ?)",
-                    [case_id, decision.decision, decision.note, decision.analyst, decision.at_ms],
-                )
-                status = STATUS_OF_DECISION.get(decision.decision)
-                if status is not None:
-                    con.execute("UPDATE cases SET status = ? WHERE case_id = ?", [status, case_id])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        return True
 
-    def ping(self) -> None:
-        """Raise StoreError when the store cannot be opened and read."""
-        with self.connect() as con:
-            con.execute("SELECT 1").fetchone()
+        def record(con: Any) -> bool:
+            found = con.execute(
+                f"SELECT 1 FROM cases WHERE case_id = ?{self._ROW_LOCK}", [case_id]
+            ).fetchone()
+            if found is None:
+                return False
+            con.execute(
+                "INSERT INTO decisions (case_id, decision, note, analyst, at_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [case_id, decision.decision, decision.note, decision.analyst, decision.at_ms],
+            )
+            status = STATUS_OF_DECISION.get(decision.decision)
+            if status is not None:
+                con.execute("UPDATE cases SET status = ? WHERE case_id = ?", [status, case_id])
+            return True
+
+        return bool(self._in_transaction("recording a decision", record))
 
 
 _CASE_COLUMNS = "seq, case_id, rule, action, score, event_id, event_time, created_ms, status, body"
+
+
+def case_from_body(seq: int, body: str) -> Case:
+    """An outbox case from its stored JSON body and its number."""
+    return Case(seq=seq, **msgspec.json.decode(body))
 
 
 def _stored_case(row: tuple[Any, ...]) -> StoredCase:

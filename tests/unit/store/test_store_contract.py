@@ -17,6 +17,7 @@ import pytest
 from riskstream.core import sketch
 from riskstream.core.case import Case, CaseQuery, Decision
 from riskstream.core.checkpoint import Checkpoint
+from riskstream.core.lab import LABEL_SCHEMA, RuleVersion
 from riskstream.core.stats import Partial, merge_rows, partials
 from riskstream.core.tiers import NEVER, available_from, bucket_start
 from riskstream.errors import StoreError
@@ -370,3 +371,101 @@ def test_cases_queue_filters_pages_and_decisions(store: Store) -> None:
         total, page = store.find_cases(query, 5, 2)
         assert total == len(want)
         assert [c.case_id for c in page] == [c.case_id for c in want[2:7]]
+
+
+# ---- the rule lab: labels and rule versions -----------------------------------------------
+
+
+def test_labels_are_the_latest_of_imports_and_decisions(store: Store) -> None:
+    """Imported labels and analysts' decisions merge by time, the latest per event wins."""
+    rnd = random.Random(11)
+    cases = [_case(i, "r1", "review", T0 + i * 1000) for i in range(1, 21)]
+    store.write_checkpoint(Checkpoint(source="src", cases=cases))
+    assert store.labels().is_empty() and store.labels().schema == LABEL_SCHEMA
+    latest: dict[str, tuple[int, int]] = {}  # event_id -> (at_ms, label): the brute force
+    for batch in range(4):
+        at = 1000 * (batch + 1)
+        ids = rnd.sample([f"e{i}" for i in range(1, 31)], 12)  # e21.. are not cases
+        labels = [rnd.randint(0, 1) for _ in ids]
+        frame = pl.DataFrame({"event_id": ids, "label": labels}, schema=LABEL_SCHEMA)
+        assert store.add_labels(frame, f"file:{batch}", at) == len(ids)
+        for eid, label in zip(ids, labels, strict=True):
+            latest[eid] = (at, label)
+    assert store.add_labels(pl.DataFrame(schema=LABEL_SCHEMA), "empty", 1) == 0
+    for i in rnd.sample(range(1, 21), 8):
+        at = rnd.choice([500, 2500, 4500])
+        decision = rnd.choice(["confirmed_fraud", "false_positive", "note"])
+        assert store.record_decision(
+            f"c{i}", Decision(decision=decision, note=None, analyst="a", at_ms=at)
+        )
+        if decision != "note" and at > latest.get(f"e{i}", (-1, 0))[0]:
+            latest[f"e{i}"] = (at, int(decision == "confirmed_fraud"))
+    got = store.labels()
+    assert got.schema == LABEL_SCHEMA
+    assert dict(got.iter_rows()) == {eid: label for eid, (_, label) in latest.items()}
+
+
+def test_case_hits_are_the_cases_in_a_range(store: Store) -> None:
+    cases = [_case(i, f"r{i % 3}", "review", T0 + i * 1000) for i in range(1, 31)]
+    store.write_checkpoint(Checkpoint(source="src", cases=cases))
+    for lo, hi in ((None, None), (T0 + 5000, None), (None, T0 + 9000), (T0 + 3000, T0 + 3000)):
+        want = {
+            (c.rule, c.event_id)
+            for c in cases
+            if (lo is None or c.event_time >= lo) and (hi is None or c.event_time < hi)
+        }
+        got = store.case_hits(lo, hi)
+        assert got.columns == ["rule", "event_id"]
+        assert set(got.iter_rows()) == want and got.height == len(want)
+
+
+def test_rule_versions_number_per_rule_and_one_is_live(store: Store) -> None:
+    assert store.rule_versions("r") == []
+    body = {"when": "amount > 1", "action": "review", "score": 50.0}
+    v1 = store.add_rule_version("r", body, author="spec file", status="live", at_ms=10)
+    store.set_rule_status("r", v1, "live")
+    v2 = store.add_rule_version(
+        "r",
+        {**body, "when": "amount > 2"},
+        author="ann",
+        status="proposed",
+        at_ms=20,
+        summary={"hits": 3, "precision": None},
+        diff="-amount > 1\n+amount > 2",
+        note="tighter",
+    )
+    other = store.add_rule_version("q", body, author="bob", status="proposed", at_ms=30)
+    assert (v1, v2, other) == (1, 2, 1)
+    got = store.rule_versions("r")
+    assert [(v.version, v.status) for v in got] == [(2, "proposed"), (1, "live")]
+    assert got[0] == RuleVersion(
+        rule="r",
+        version=2,
+        status="proposed",
+        body={**body, "when": "amount > 2"},
+        author="ann",
+        at_ms=20,
+        summary={"hits": 3, "precision": None},
+        diff="-amount > 1\n+amount > 2",
+        note="tighter",
+    )
+    store.set_rule_status("r", 2, "live", approved_by="bob", approved_ms=25)
+    got = store.rule_versions("r")
+    assert [(v.version, v.status, v.approved_by, v.approved_ms) for v in got] == [
+        (2, "live", "bob", 25),
+        (1, "superseded", None, None),
+    ]
+    assert [v.status for v in store.rule_versions("q")] == ["proposed"]
+    assert list(got[1].as_dict()) == [
+        "rule",
+        "version",
+        "status",
+        "body",
+        "author",
+        "at_ms",
+        "approved_by",
+        "approved_ms",
+        "summary",
+        "diff",
+        "note",
+    ]

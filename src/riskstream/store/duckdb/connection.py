@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
 from riskstream.errors import StoreError
+
+T = TypeVar("T")
 
 
 class Connection:
@@ -56,6 +59,23 @@ class Connection:
         if self._kept is not None:
             self._kept.close()
             self._kept = None
+
+    def _in_transaction(self, what: str, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``work(con)`` in one transaction: it commits, or rolls back and raises."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                out = work(con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return out
+
+    def ping(self) -> None:
+        """Raise StoreError when the store cannot be opened and read."""
+        with self.connect() as con:
+            con.execute("SELECT 1").fetchone()
 
     @contextmanager
     def _open(self, *, close: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:

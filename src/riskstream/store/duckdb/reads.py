@@ -18,6 +18,7 @@ from riskstream.core import layout
 from riskstream.core.case import Case
 from riskstream.store.duckdb.keys import KeyDictionary
 from riskstream.store.protocol import KeyRows, PlanFor, Segment
+from riskstream.store.shared import case_from_body
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any]) -> pl.DataFrame:
@@ -136,22 +137,7 @@ class Reads(KeyDictionary):
             sql += f" LIMIT {int(limit)}"
         with self.connect() as con:
             rows = con.execute(sql, [seq]).fetchall()
-        return [_case_from_row(int(s), str(b)) for s, b in rows]
-
-    def buckets(
-        self, metric: str, tier: str, key: str | None, start_from: int, start_to: int
-    ) -> pl.DataFrame:
-        """Numeric partials of ``metric`` at ``tier`` with start in [start_from, start_to)."""
-        sql = (
-            "SELECT key, start, count, sum, min, max, m2 FROM buckets "
-            "WHERE metric = ? AND tier = ? AND start >= ? AND start < ?"
-        )
-        args: list[Any] = [metric, tier, start_from, start_to]
-        if key is not None:
-            sql += " AND key = ?"
-            args.append(key)
-        with self.connect() as con:
-            return pl.from_arrow(con.sql(sql, params=args).to_arrow_table())  # type: ignore[return-value]
+        return [case_from_body(int(s), str(b)) for s, b in rows]
 
     def key_rows(
         self, tiers: Sequence[str], metric: str, key: str, plan_for: PlanFor, stats: Sequence[str]
@@ -169,10 +155,3 @@ class Reads(KeyDictionary):
         """Run a read query into a Polars frame."""
         with self.connect() as con:
             return pl.from_arrow(con.sql(sql, params=list(args)).to_arrow_table())  # type: ignore[return-value]
-
-
-def _case_from_row(seq: int, body: str) -> Case:
-    import msgspec
-
-    data = msgspec.json.decode(body)
-    return Case(seq=seq, **data)

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from riskstream.errors import StoreError
 from riskstream.store.duckdb.checkpoint import Checkpoints
+from riskstream.store.duckdb.lab import LabTables
 from riskstream.store.duckdb.reads import Reads
 from riskstream.store.duckdb.schema import migrate
 from riskstream.store.duckdb.upkeep import Upkeep
+from riskstream.store.lab import LabQueries
 from riskstream.store.private import narrow_path, private_dir, tighten_umask
 from riskstream.store.protocol import Store as StoreProtocol
 from riskstream.store.shared import SharedQueries
@@ -21,12 +23,13 @@ from riskstream.store.shared import SharedQueries
 DB_NAME = "riskstream.duckdb"
 
 
-class DuckDBStore(Reads, Checkpoints, Upkeep, SharedQueries):
+class DuckDBStore(Reads, Checkpoints, Upkeep, LabTables, SharedQueries, LabQueries):
     """Access to ``DATA_DIR/riskstream.duckdb``; every method opens, works, closes.
 
     Its parts, by job: ``connection`` (opening, locking), ``schema`` (migrations), ``keys``
     (the key dictionary), ``checkpoint`` (the write transaction), ``upkeep`` (roll-up, fold,
-    retention) and ``reads``.
+    retention), ``reads`` and ``lab``; ``store.shared`` and ``store.lab`` hold the queries
+    written once for both backends.
     """
 
     def __init__(

@@ -18,6 +18,7 @@ Same meaning as the DuckDB store's tables, shaped for many concurrent writers:
   engine and its own sequence number (its sinks' marks are per engine too), and a global
   ``seq`` for the API; ``engine_meta`` holds what is one engine's (case numbering,
   quarantine file size), ``meta`` what is shared (watermark: the greatest written).
+* ``labels`` and ``rule_versions`` are the rule lab's (``store.lab``), as in DuckDB.
 * ``applied`` records each checkpoint's token, so a checkpoint retried after a lost
   connection (did the COMMIT land?) is applied once.
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final[int] = 1
+SCHEMA_VERSION: Final[int] = 2
 
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: (
@@ -70,6 +71,15 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         """CREATE TABLE IF NOT EXISTS engine_meta (
             engine text NOT NULL, k text NOT NULL, v text, PRIMARY KEY (engine, k))""",
         "CREATE TABLE IF NOT EXISTS applied (token text PRIMARY KEY, at_ms bigint NOT NULL)",
+    ),
+    # The rule lab's tables (store.lab).
+    2: (
+        """CREATE TABLE IF NOT EXISTS labels (
+            event_id text, label smallint, source text, at_ms bigint)""",
+        """CREATE TABLE IF NOT EXISTS rule_versions (
+            rule text NOT NULL, version integer NOT NULL, status text, body text, author text,
+            at_ms bigint, approved_by text, approved_ms bigint, summary text, diff text,
+            note text, PRIMARY KEY (rule, version))""",
     ),
 }
 

@@ -47,7 +47,10 @@ def _tagged(frames: dict[tuple[str, str], pl.DataFrame], cols: list[str]) -> pl.
     return pl.concat(parts, how="vertical_relaxed") if parts else None
 
 
-def _copy(con: psycopg.Connection[Any], table: str, frame: pl.DataFrame, types: list[str]) -> None:
+def copy_rows(
+    con: psycopg.Connection[Any], table: str, frame: pl.DataFrame, types: list[str]
+) -> None:
+    """Append ``frame`` to ``table`` by binary COPY (``types``: the columns' PostgreSQL types)."""
     cols = ", ".join(frame.columns)
     with con.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as cp:  # type: ignore[arg-type]
         cp.set_types(types)
@@ -95,21 +98,21 @@ def _buckets(con: psycopg.Connection[Any], cp: Checkpoint) -> None:
                 "m2": pl.Float64,
             }
         )
-        _copy(con, "buckets", frame, _BUCKET_TYPES)
+        copy_rows(con, "buckets", frame, _BUCKET_TYPES)
     sketches = _tagged(cp.sketches, ["key", "start", "vals", "hll"])
     if sketches is not None:
         frame = sketches.cast({"start": pl.Int64})
-        _copy(con, "sketches", frame, ["text", "text", "text", "int8", "text[]", "bytea"])
+        copy_rows(con, "sketches", frame, ["text", "text", "text", "int8", "text[]", "bytea"])
     dist = _tagged(cp.distributions, ["key", "start", "category", "count"])
     if dist is not None:
         _temp(con, "_d", "distributions")
         frame = dist.cast({"start": pl.Int64, "count": pl.Int64, "category": pl.String})
-        _copy(con, "_d", frame, ["text", "text", "text", "int8", "text", "int8"])
+        copy_rows(con, "_d", frame, ["text", "text", "text", "int8", "text", "int8"])
         con.execute(_MERGE_DISTRIBUTIONS)
     values = _tagged(cp.feature_values, ["key", "b", "c"])
     if values is not None:
         frame = values.cast({"b": pl.Int64, "c": pl.String})
-        _copy(con, "feature_values", frame, ["text", "text", "text", "int8", "text"])
+        copy_rows(con, "feature_values", frame, ["text", "text", "text", "int8", "text"])
 
 
 def _positions(

@@ -15,7 +15,7 @@ from rich.console import Console
 from riskstream.errors import RiskstreamError, UsageError
 
 if TYPE_CHECKING:  # the commands import what they need when they run (a fast --help)
-    from riskstream.runners.embedded import EmbeddedRunner
+    from riskstream.runners.live import LiveEngine
     from riskstream.runners.session import Serve, Served
     from riskstream.spec.model import PipelineSpec
 
@@ -280,10 +280,10 @@ def _server(port: int) -> Serve:
     def start(
         spec: PipelineSpec,
         data_dir: Path,
-        runner: EmbeddedRunner | None,
+        engine: LiveEngine | None,
         log: Callable[[str], None],
     ) -> Served:
-        return start_background(spec, data_dir, runner, port=port, log=log)
+        return start_background(spec, data_dir, engine, port=port, log=log)
 
     return start
 

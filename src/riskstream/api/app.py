@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from riskstream import __version__
 from riskstream.api import cases, decide, lab, modelview, ruleinfo, timeseries
 from riskstream.api.auth import SECURITY_SCHEMES, Principal, require
-from riskstream.api.context import ApiContext, runner_state
+from riskstream.api.context import ApiContext, engine_state
 from riskstream.api.limits import BodyLimit
 from riskstream.api.metrics import CONTENT_TYPE, ApiMetrics
 from riskstream.api.models import Health, PipelineInfo
@@ -145,7 +145,7 @@ def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
         summary="Readiness: the store opens and the runner (if any) is running",
     )
     def readyz() -> Any:
-        state = runner_state(ctx.runner)
+        state = engine_state(ctx.engine)
         if state == "starting":
             return JSONResponse(
                 {"status": "unavailable", "runner": state, "detail": "runner starting"},
@@ -180,7 +180,7 @@ def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
     )
     def pipeline(_who: Principal = Depends(require("read"))) -> dict[str, Any]:
         spec = ctx.live_spec()
-        watermark = ctx.runner.pipeline.watermark if ctx.runner is not None else None
+        watermark = ctx.engine.watermark() if ctx.engine is not None else None
         if watermark is None:
             with ctx.engine_lock():
                 meta = ctx.store.meta()
@@ -198,7 +198,7 @@ def _operations(app: FastAPI, ctx: ApiContext, metrics: ApiMetrics) -> None:
             "time_field": spec.event.time,
             "id_field": spec.event.id,
             "watermark": watermark,
-            "runner": runner_state(ctx.runner),
+            "runner": engine_state(ctx.engine),
         }
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -30,8 +30,8 @@ from riskstream.core.case import Case
 from riskstream.core.events import RawBatch
 from riskstream.core.tiers import parse_duration
 from riskstream.engine.decode import Quarantined
-from riskstream.engine.single import scorer_for
 from riskstream.models.scoring import score_column
+from riskstream.runners.live import LiveEngine
 
 #: The strongest action wins.
 ACTION_RANK: dict[str, int] = {"allow": 0, "tag": 1, "review": 2, "block": 3}
@@ -82,13 +82,11 @@ def _key_part(value: Any) -> str | None:
 class Planner:
     """Splits drained items into groups that ``evaluate`` may score together."""
 
-    def __init__(self, runner: Any) -> None:
-        spec = runner.spec
+    def __init__(self, engine: LiveEngine) -> None:
+        spec = engine.spec
         self.time_field = spec.event.time
         self.lateness = parse_duration(spec.event.max_lateness)
-        used = {
-            metric for metric, _tier in runner.pipeline.feature_groups
-        }  # rules' and models' features
+        used = engine.feature_metrics()  # rules' and models' features
         self.dims = {m: list(spec.metrics[m].dimension) for m in sorted(used) if m in spec.metrics}
 
     def keys(self, event: dict[str, Any]) -> list[tuple[str, str]] | None:
@@ -134,28 +132,30 @@ class Planner:
         return groups
 
 
-def score(runner: Any, id_field: str | None, items: Sequence[Item]) -> list[Scored | Quarantine]:
-    """Score each of ``items`` alone, in one call (the caller holds ``runner.lock``); ingest when asked.
+def score(
+    engine: LiveEngine, id_field: str | None, items: Sequence[Item]
+) -> list[Scored | Quarantine]:
+    """Score each of ``items`` alone, in one call (the caller holds ``engine.locked()``); ingest
+    when asked.
 
     The single-event path (:mod:`riskstream.engine.single`) answers exactly as
     ``Pipeline.evaluate`` on a one-event batch, so any items may share a call.
     """
-    pipeline = runner.pipeline
+    rules = engine.rules()
+    models = engine.models()
     # Item.line is orjson's serialization of a dict: no repeated keys.
-    results = scorer_for(pipeline).score(
+    results = engine.scorer().score(
         [it.line for it in items], [it.position for it in items], unique_keys=True
     )
-    names = list(
-        dict.fromkeys(ref.name for rule in pipeline.rules for ref in rule.compiled.features)
-    )
+    names = list(dict.fromkeys(name for rule in rules for name in rule.features))
     out: list[Scored | Quarantine] = []
     for result in results:
         if isinstance(result, Quarantined):
             out.append(Quarantine(result.code, result.reason))
             continue
-        rules_fired = [
+        rules_fired: list[dict[str, Any]] = [
             {"rule": rule.name, "action": rule.action, "score": float(rule.score)}
-            for rule, hit in zip(pipeline.rules, result.fired, strict=True)
+            for rule, hit in zip(rules, result.fired, strict=True)
             if hit
         ]
         rules_fired.sort(key=lambda r: (-ACTION_RANK.get(r["action"], 0), -r["score"], r["rule"]))
@@ -168,14 +168,14 @@ def score(runner: Any, id_field: str | None, items: Sequence[Item]) -> list[Scor
                     "score": max((r["score"] for r in rules_fired), default=0.0),
                     "rules_fired": rules_fired,
                     "features": {n: result.features[n] for n in names if n in result.features},
-                    "models": {m: result.row.get(score_column(m)) for m in pipeline.models.models},
+                    "models": {m: result.row.get(score_column(m)) for m in models},
                     "ingested": False,
                 }
             )
         )
     for it, done in zip(items, out, strict=True):
         if it.ingest and isinstance(done, Scored):
-            done.cases = runner.ingest_api(RawBatch(lines=[it.line], positions=[it.position]))
+            done.cases = engine.ingest(RawBatch(lines=[it.line], positions=[it.position]))
             done.body["ingested"] = True
     return out
 
@@ -192,10 +192,10 @@ def runs(items: Sequence[Item]) -> list[list[Item]]:
 
 
 class DecideWorker:
-    """A daemon thread scoring queued items in safe batches under the runner's lock."""
+    """A daemon thread scoring queued items in safe batches under the engine's lock."""
 
-    def __init__(self, runner: Any, id_field: str | None, *, batching: bool = True) -> None:
-        self.runner = runner
+    def __init__(self, engine: LiveEngine, id_field: str | None, *, batching: bool = True) -> None:
+        self.engine = engine
         self.id_field = id_field
         self.batching = batching
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
@@ -234,8 +234,8 @@ class DecideWorker:
 
     def _settle(self, group: list[Item]) -> None:
         try:
-            with self.runner.lock:
-                results = score(self.runner, self.id_field, group)
+            with self.engine.locked():
+                results = score(self.engine, self.id_field, group)
         except Exception as exc:
             if len(group) > 1:  # one odd event must not fail its neighbours: retry alone
                 for item in group:

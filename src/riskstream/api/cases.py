@@ -160,7 +160,7 @@ def decide_case(
         raise HTTPException(503, "the store is open read-only; decisions cannot be recorded")
     now = int(time.time() * 1000)
     decision = Decision(decision=body.decision, note=body.note, analyst=body.analyst, at_ms=now)
-    # The runner's lock keeps this write from racing a checkpoint on the same DuckDB file.
+    # The engine lock keeps this write from racing a checkpoint on the same DuckDB file.
     with ctx.engine_lock():
         found = ctx.store.record_decision(case_id, decision)
     if not found:

@@ -1,7 +1,7 @@
 """``POST /v1/decide``: score one event against the live engine state, optionally ingest it.
 
 The handler only parses the body; a :class:`~riskstream.api.batching.DecideWorker` thread
-scores it (with any other events that arrived meanwhile) under the runner's lock.
+scores it (with any other events that arrived meanwhile) under the engine's lock.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from riskstream.api.auth import Principal, masked, require
 from riskstream.api.batching import DecideWorker, Item, Quarantine
-from riskstream.api.context import ApiContext, runner_state
+from riskstream.api.context import ApiContext
 from riskstream.api.models import DecideOut, ErrorBody
 from riskstream.core.case import Case
 from riskstream.engine import guard
+from riskstream.runners.live import LiveEngine
 
 router = APIRouter(tags=["decide"])
 
@@ -40,11 +41,11 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def worker_for(request: Request, ctx: ApiContext) -> DecideWorker:
-    """The app's decide worker, started on first use."""
+def worker_for(request: Request, ctx: ApiContext, engine: LiveEngine) -> DecideWorker:
+    """The app's decide worker over ``engine``, started on first use."""
     worker: DecideWorker | None = getattr(request.app.state, "decide_worker", None)
     if worker is None:
-        worker = DecideWorker(ctx.runner, ctx.spec.event.id, batching=ctx.decide_batching)
+        worker = DecideWorker(engine, ctx.spec.event.id, batching=ctx.decide_batching)
         request.app.state.decide_worker = worker
     return worker
 
@@ -67,9 +68,10 @@ async def decide(
     the highest fired score; a malformed event is 422 with the quarantine reason.
     """
     ctx: ApiContext = request.app.state.ctx
-    if ctx.runner is None:
+    engine = ctx.engine
+    if engine is None:
         raise HTTPException(503, "no engine is running in this process (read-only API)")
-    state = runner_state(ctx.runner)
+    state = engine.state
     if state == "starting" or (ingest and state != "running"):
         raise HTTPException(503, f"the engine is {state}; try again shortly")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -97,7 +99,7 @@ async def decide(
     t0 = time.perf_counter()
     item = Item(event=event, line=orjson.dumps(event), ingest=ingest)
     try:
-        scored = await asyncio.wrap_future(worker_for(request, ctx).submit(item))
+        scored = await asyncio.wrap_future(worker_for(request, ctx, engine).submit(item))
     except Quarantine as q:
         return _json({"error": q.reason, "reason": q.code}, 422)
     request.app.state.metrics.observe_decide(time.perf_counter() - t0, scored.body["action"])

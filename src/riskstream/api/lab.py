@@ -124,7 +124,7 @@ def start_backtest(
     live_when = live.when if live is not None and live.when != body.when else None
     job = _Job(uuid.uuid4().hex[:16])
     _JOBS[job.id] = job
-    base = ctx.runner.spec_path.parent if ctx.runner and ctx.runner.spec_path else None
+    base = ctx.engine.spec_path.parent if ctx.engine and ctx.engine.spec_path else None
 
     def progress(done: int) -> None:
         job.events_done = done
@@ -193,7 +193,7 @@ def _sync(store: Store, spec: PipelineSpec) -> None:
 
 
 def _spec_path(ctx: ApiContext) -> Path:
-    path = ctx.runner.spec_path if ctx.runner is not None else None
+    path = ctx.engine.spec_path if ctx.engine is not None else None
     if path is None:
         raise HTTPException(
             409, "no live engine with a spec file here (serve a pipeline: riskstream serve -c SPEC)"

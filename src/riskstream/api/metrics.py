@@ -24,9 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from riskstream.api.context import ApiContext, runner_state
+from riskstream.api.context import ApiContext, engine_state
 from riskstream.api.modelview import ModelCollector
-from riskstream.sinks.base import HasStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (
@@ -61,20 +60,20 @@ def _copy(d: Mapping[K, Any]) -> dict[K, Any]:
 
 
 class RunnerCollector(Collector):
-    """Reads ``runner.stats`` and the sinks' ``stats()`` when Prometheus scrapes."""
+    """Reads the engine's ``stats`` and its sinks' counters when Prometheus scrapes."""
 
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
 
     def collect(self) -> Iterator[Metric]:
         """The current values."""
-        runner = self.ctx.runner
+        engine = self.ctx.engine
         up = GaugeMetricFamily("riskstream_runner_up", "1 while the engine runner is running")
-        up.add_metric([], 1.0 if runner_state(runner) == "running" else 0.0)
+        up.add_metric([], 1.0 if engine_state(engine) == "running" else 0.0)
         yield up
-        if runner is None:
+        if engine is None:
             return
-        stats = runner.stats
+        stats = engine.stats
         yield CounterMetricFamily("riskstream_events", "Events processed", value=stats.events)
         yield CounterMetricFamily(
             "riskstream_batches", "Micro-batches processed", value=stats.batches
@@ -88,7 +87,7 @@ class RunnerCollector(Collector):
         for part, value in sorted(_copy(stats.lag).items()):
             lag.add_metric([str(part)], float(value))
         yield lag
-        actions = {name: r.action for name, r in runner.spec.rules.items()}
+        actions = {name: r.action for name, r in engine.spec.rules.items()}
         cases = CounterMetricFamily(
             "riskstream_cases", "Cases raised by this run", labels=["rule", "action"]
         )
@@ -109,11 +108,7 @@ class RunnerCollector(Collector):
         in_flight = GaugeMetricFamily(
             "riskstream_sink_in_flight", "Cases handed to a sink, not settled", labels=["sink"]
         )
-        for sink in list(runner.sinks):
-            if not isinstance(sink, HasStats):
-                continue
-            s = sink.stats()
-            name = str(getattr(sink, "name", type(sink).__name__))
+        for name, s in engine.sink_stats():
             for state, value in (
                 ("delivered", s.delivered),
                 ("retried", s.retried),
@@ -123,7 +118,7 @@ class RunnerCollector(Collector):
             in_flight.add_metric([name], float(s.in_flight))
         yield deliveries
         yield in_flight
-        wm = runner.pipeline.watermark
+        wm = engine.watermark()
         if wm is not None:
             watermark = GaugeMetricFamily(
                 "riskstream_watermark_ms", "Largest event time seen (epoch ms)"
@@ -174,11 +169,11 @@ class ApiMetrics:
 
     def sample(self) -> None:
         """Observe the latest batch/checkpoint durations if new ones happened since the last sample."""
-        runner = self.ctx.runner
-        if runner is None:
+        engine = self.ctx.engine
+        if engine is None:
             return
         with self._lock:
-            stats = runner.stats
+            stats = engine.stats
             batches, checkpoints = stats.batches, stats.checkpoints
             if batches != self._seen[0] and stats.last_batch_s > 0:
                 self.batch_seconds.observe(stats.last_batch_s)
@@ -188,7 +183,7 @@ class ApiMetrics:
 
     def start(self) -> None:
         """Sample in a daemon thread until :meth:`stop`."""
-        if self.ctx.runner is None or self._thread is not None:
+        if self.ctx.engine is None or self._thread is not None:
             return
         self._stop.clear()
         self._thread = threading.Thread(

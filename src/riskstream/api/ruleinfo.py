@@ -25,11 +25,10 @@ def list_rules(request: Request, _who: Principal = Depends(require("read"))) -> 
             stored = ctx.store.rule_hits()
             run: dict[str, int] = {}
             pending: dict[str, int] = {}
-            if ctx.runner is not None:
-                pipeline = ctx.runner.pipeline
-                run = dict(pipeline.rule_hits_total)
-                # Hits counted by the engine but not yet written by a checkpoint.
-                pending = pipeline.pending_rule_hits()
+            if ctx.engine is not None:
+                # Hits counted by the engine but not yet written by a checkpoint: pending.
+                hits = ctx.engine.rule_hits()
+                run, pending = hits.this_run, hits.pending
     except StoreError as exc:
         raise HTTPException(503, str(exc)) from None
     rules = [

@@ -1,6 +1,6 @@
 """Run the API in a daemon thread next to the engine.
 
-``start_background(spec, data_dir, runner, port=8080, log=print)`` returns a
+``start_background(spec, data_dir, engine, port=8080, log=print)`` returns a
 :class:`ServerHandle` (``.url``, ``.port``, ``.stop()``, ``.wait()``). Port 0 picks a
 free port. Without API keys (``RISKSTREAM_API_KEYS`` / ``RISKSTREAM_API_KEYS_FILE``) the
 API is open and only a loopback address may be bound.
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvicorn
 
@@ -29,13 +29,11 @@ from riskstream.api.app import create_app
 from riskstream.api.auth import KeyRing
 from riskstream.api.context import ApiContext
 from riskstream.errors import UsageError
+from riskstream.runners.live import LiveEngine
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.duckdb import Store
 from riskstream.store.factory import open_store
 from riskstream.store.factory import store_dsn as store_dsn_of
-
-if TYPE_CHECKING:
-    from riskstream.runners.embedded import EmbeddedRunner
 
 #: The ASGI server used unless ``RISKSTREAM_HTTP_SERVER`` says otherwise (the faster one in
 #: ``bench/api_decide.py --servers uvicorn,granian``).
@@ -185,7 +183,7 @@ def _serve_uvicorn(
 def start_background(
     spec: PipelineSpec,
     data_dir: Path,
-    runner: EmbeddedRunner | None,
+    engine: LiveEngine | None,
     *,
     port: int,
     log: Callable[[str], None],
@@ -193,16 +191,16 @@ def start_background(
     keys: KeyRing | None = None,
     store_dsn: str | None = None,
 ) -> ServerHandle:
-    """Serve the API for ``spec``/``data_dir`` (and the live ``runner``, if any) on ``host:port``.
+    """Serve the API for ``spec``/``data_dir`` (and the live ``engine``, if any) on ``host:port``.
 
     Keys default to the environment (``RISKSTREAM_API_KEYS``, ``RISKSTREAM_API_KEYS_FILE``).
-    Without a runner the store must already exist.
+    Without an engine the store must already exist.
     """
     ring = keys if keys is not None else KeyRing.from_env()
-    directory = runner.data_dir if runner is not None else Path(data_dir)
-    dsn = store_dsn or (runner.store_dsn if runner is not None else None)
-    if runner is None and store_dsn_of(spec, dsn) is None:
+    directory = engine.data_dir if engine is not None else Path(data_dir)
+    dsn = store_dsn or (engine.store_dsn if engine is not None else None)
+    if engine is None and store_dsn_of(spec, dsn) is None:
         Store(directory, read_only=True)  # refuses (StoreError) when there is no store yet
     store = open_store(spec, directory, dsn)
-    ctx = ApiContext(spec=spec, data_dir=directory, store=store, runner=runner, keys=ring, log=log)
+    ctx = ApiContext(spec=spec, data_dir=directory, store=store, engine=engine, keys=ring, log=log)
     return serve_context(ctx, host=host, port=port, log=log)

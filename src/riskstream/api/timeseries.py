@@ -82,12 +82,8 @@ def _masked(
 
 
 def _pending(ctx: ApiContext) -> Pending | None:
-    """The runner's not-yet-checkpointed buckets (the caller holds the engine lock)."""
-    if ctx.runner is None:
-        return None
-    pending = ctx.runner.pipeline.pending
-    parts, sketches, dists = pending.frames()
-    return Pending(parts, sketches, dists, dict(pending.rolled))
+    """The engine's not-yet-checkpointed buckets (the caller holds the engine lock)."""
+    return ctx.engine.pending() if ctx.engine is not None else None
 
 
 @router.get(
@@ -228,8 +224,8 @@ def metric_series(
 
 
 def _available(ctx: ApiContext) -> dict[str, int]:
-    if ctx.runner is not None and ctx.runner.pipeline.watermark is not None:
-        return ctx.runner.pipeline.available_from()
+    if ctx.engine is not None and ctx.engine.watermark() is not None:
+        return ctx.engine.available_from()
     meta = ctx.store.meta()
     wm = int(meta["watermark"]) if "watermark" in meta else None
     return ctx.spec.available_from(wm)
@@ -238,7 +234,7 @@ def _available(ctx: ApiContext) -> dict[str, int]:
 def _pending_tier(
     ctx: ApiContext, metric: str, tier: str, key: str, lo: int, hi: int
 ) -> pl.DataFrame:
-    if ctx.runner is None:
+    if ctx.engine is None:
         return pl.DataFrame()
     pending = _pending(ctx)
     assert pending is not None

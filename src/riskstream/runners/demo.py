@@ -13,6 +13,7 @@ from rich.table import Table
 
 from riskstream.errors import UsageError
 from riskstream.runners.embedded import EmbeddedRunner
+from riskstream.runners.embedded_live import EmbeddedLive
 from riskstream.runners.progress import Progress, summary_table
 from riskstream.runners.session import Serve
 from riskstream.sinks.base import Sink
@@ -122,7 +123,7 @@ def _serve_live(
         _file_sink(out / "cases.jsonl"),
         spec_path=spec_path,
     )
-    server = serve(spec, out / "data", runner, console.print)
+    server = serve(spec, out / "data", EmbeddedLive(runner), console.print)
     console.print(
         f"Serving the API and web UI at {server.url} with a live engine: it follows {inbox} "
         f"and hot-reloads {spec_path} (Ctrl-C to stop)",

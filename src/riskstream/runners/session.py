@@ -9,6 +9,8 @@ from typing import Any, Protocol
 from rich.console import Console
 
 from riskstream.runners.embedded import EmbeddedRunner
+from riskstream.runners.embedded_live import EmbeddedLive
+from riskstream.runners.live import LiveEngine
 from riskstream.runners.progress import Progress, summary_table
 from riskstream.sinks.base import Sink
 from riskstream.spec.load import load_spec
@@ -27,9 +29,9 @@ class Served(Protocol):
         """Block until a signal, ``stop()`` is true or the server stops; then stop it."""
 
 
-#: Starts the HTTP API over a spec, a data dir and the live runner (None: the store only).
+#: Starts the HTTP API over a spec, a data dir and the live engine (None: the store only).
 #: The runners never import the API: ``cli.py`` passes one bound to the port.
-Serve = Callable[[PipelineSpec, Path, EmbeddedRunner | None, Callable[[str], None]], Served]
+Serve = Callable[[PipelineSpec, Path, LiveEngine | None, Callable[[str], None]], Served]
 
 
 def sink_factory(spec: PipelineSpec, data_dir: Path) -> Callable[[dict[str, int]], list[Sink]]:
@@ -86,7 +88,7 @@ def run_pipeline(
     runner = EmbeddedRunner(
         spec, source, data_dir, sinks, spec_path=config, log=log, store_dsn=store_dsn
     )
-    server = serve(spec, data_dir, runner, log) if serve is not None else None
+    server = serve(spec, data_dir, EmbeddedLive(runner), log) if serve is not None else None
     with Progress(console, enabled=not quiet) as progress:
         runner.on_batch = progress.update
         stats = runner.run()

@@ -21,6 +21,7 @@ import orjson
 from riskstream.api.auth import KeyRing
 from riskstream.api.server import ServerHandle, start_background
 from riskstream.runners.embedded import EmbeddedRunner
+from riskstream.runners.embedded_live import EmbeddedLive
 from riskstream.runners.session import sink_factory
 from riskstream.sources.file import FileSource
 from riskstream.spec.load import load_spec
@@ -217,7 +218,9 @@ def start_live(root: Path, n: int = 1500, *, seed: int = 7, spec_text: str = SPE
         spec, source, data_dir, sink_factory(spec, data_dir), spec_path=spec_path
     )
     keys = KeyRing.parse(",".join(f"{k}={v}" for k, v in KEYS.items()))
-    server = start_background(spec, data_dir, runner, port=0, log=lambda m: None, keys=keys)
+    server = start_background(
+        spec, data_dir, EmbeddedLive(runner), port=0, log=lambda m: None, keys=keys
+    )
     thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
     live = Live(root, data_dir, events, runner, server, thread, expected_cases(events))

@@ -20,6 +20,7 @@ import pytest
 from riskstream.api.auth import KeyRing
 from riskstream.api.context import ApiContext
 from riskstream.api.server import ServerHandle, serve_context
+from riskstream.runners.embedded_live import EmbeddedLive
 from riskstream.store.duckdb import Store
 from tests.integration.api._live import ADMIN, READER, SPEC, T0, Live, start_live
 
@@ -61,7 +62,7 @@ def open_server(live: Live) -> Iterator[ServerHandle]:
         spec=live.runner.spec,
         data_dir=live.data_dir,
         store=Store(live.data_dir),
-        runner=live.runner,
+        engine=EmbeddedLive(live.runner),
         keys=KeyRing(),
     )
     handle = serve_context(ctx, host="127.0.0.1", port=0, log=lambda m: None)

@@ -16,6 +16,7 @@ from riskstream.api.context import ApiContext
 from riskstream.api.server import serve_context
 from riskstream.core.events import RawBatch
 from riskstream.runners.embedded import EmbeddedRunner
+from riskstream.runners.embedded_live import EmbeddedLive
 from riskstream.spec.load import parse_spec
 from riskstream.store.duckdb import Store
 
@@ -96,7 +97,7 @@ def context(tmp: Path, runner: EmbeddedRunner, keys: str = "") -> ApiContext:
         spec=runner.spec,
         data_dir=tmp / "data",
         store=Store(tmp / "data"),
-        runner=runner,
+        engine=EmbeddedLive(runner),
         keys=KeyRing.parse(keys),
     )
 

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from riskstream.api.batching import DecideWorker, Item, Planner, Quarantine, Scored, score
+from riskstream.runners.embedded_live import EmbeddedLive
 from tests.unit.api._engine import T0, runner_with_state
 
 
@@ -58,13 +59,13 @@ def test_batches_score_like_single_events(tmp_path: Path, seed: int) -> None:
     runner, evs = runner_with_state(tmp_path)
     rng = random.Random(seed)
     items = [_item(e) for e in _random_events(rng, 80, evs[-1]["event_time"])]
-    alone = [_outcome(score(runner, "event_id", [it])[0]) for it in items]
-    groups = Planner(runner).plan(items)
+    alone = [_outcome(score(EmbeddedLive(runner), "event_id", [it])[0]) for it in items]
+    groups = Planner(EmbeddedLive(runner)).plan(items)
     assert sum(len(g) for g in groups) == len(items)
     assert len(groups) < len(items)  # some batching happened
     together: dict[int, Any] = {}
     for group in groups:
-        for it, result in zip(group, score(runner, "event_id", group), strict=True):
+        for it, result in zip(group, score(EmbeddedLive(runner), "event_id", group), strict=True):
             together[id(it)] = _outcome(result)
     assert [together[id(it)] for it in items] == alone
     assert any(isinstance(a, dict) and a["rules_fired"] for a in alone)
@@ -83,13 +84,13 @@ def test_planner_separates_keys_times_and_ingest(tmp_path: Path) -> None:
     )  # beyond max_lateness
     f = _item({"event_time": last, "card_id": "c5", "shop": "s5"}, ingest=True)
     g = _item({"event_time": last, "card_id": "c1", "shop": "s1"})
-    groups = Planner(runner).plan([a, b, c, d, e, f, g])
+    groups = Planner(EmbeddedLive(runner)).plan([a, b, c, d, e, f, g])
     assert groups == [[a, c, d], [b], [e], [f], [g]]
 
 
 def test_worker_scores_and_ingests(tmp_path: Path) -> None:
     runner, evs = runner_with_state(tmp_path, n=100)
-    worker = DecideWorker(runner, "event_id")
+    worker = DecideWorker(EmbeddedLive(runner), "event_id")
     try:
         probe = {
             "event_id": "w1",

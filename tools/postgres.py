@@ -32,31 +32,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import glob
 import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-HOST = "127.0.0.1"
+if __package__ in (None, ""):  # run as a script (python tools/postgres.py): import tools.* too
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools._service import HOST, can_connect, file_lock, free_port, logger, pid_alive, wait_until
+
+_log = logger("postgres")
+
 STARTUP_TIMEOUT = 60.0
 SIDE_ROOT = Path("/var/tmp/riskstream-postgres")
 
 
 class PostgresError(RuntimeError):
     """The cluster could not be installed, created, started or stopped (one-line reason)."""
-
-
-def _log(message: str) -> None:
-    print(f"postgres: {message}", file=sys.stderr, flush=True)
 
 
 def bin_dir() -> Path:
@@ -113,33 +112,6 @@ def _server_user_ids() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _can_connect(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        try:
-            s.connect((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class PostgresCluster:
     """One local cluster whose state lives under ``data_dir``."""
 
@@ -153,7 +125,7 @@ class PostgresCluster:
     def port(self) -> int:
         if self._port is None:
             stored = self.data_dir / "port"
-            self._port = int(stored.read_text()) if stored.exists() else _free_port()
+            self._port = int(stored.read_text()) if stored.exists() else free_port()
         return self._port
 
     @property
@@ -196,12 +168,12 @@ class PostgresCluster:
             os.kill(pid, 0)
         except (OSError, ValueError, IndexError):
             return False
-        return _can_connect(self.port)
+        return can_connect(self.port)
 
     def start(self) -> PostgresCluster:
         """Create the cluster if needed and start it; a running one is left alone."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with _file_lock(self.data_dir / ".lock"):
+        with file_lock(self.data_dir / ".lock"):
             if self.is_running():
                 return self
             binaries = bin_dir()
@@ -209,7 +181,7 @@ class PostgresCluster:
             (self.data_dir / "cluster").write_text(str(cluster))
             if not (cluster / "PG_VERSION").exists():
                 self._initdb(binaries, cluster)
-            if _can_connect(self.port):
+            if can_connect(self.port):
                 raise PostgresError(f"port {self.port} on {HOST} is taken by another process")
             (self.data_dir / "port").write_text(str(self.port))
             self._pg_ctl(binaries, "start")
@@ -275,12 +247,8 @@ class PostgresCluster:
             tail = self._log_tail() or (proc.stderr or proc.stdout).strip()
             last = tail.splitlines()[-1] if tail else "?"
             raise PostgresError(f"pg_ctl {action} failed: {last}")
-        if action == "start":
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            while not _can_connect(self.port):
-                if time.monotonic() > deadline:
-                    raise PostgresError(f"the server did not listen on {HOST}:{self.port}")
-                time.sleep(0.05)
+        if action == "start" and not wait_until(lambda: can_connect(self.port), STARTUP_TIMEOUT):
+            raise PostgresError(f"the server did not listen on {HOST}:{self.port}")
 
     def _log_tail(self, lines: int = 5) -> str:
         try:
@@ -297,14 +265,9 @@ class PostgresCluster:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 pid = int(pid_file.read_text().splitlines()[0])
                 os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:
-                    os.kill(pid, 0)
-                    time.sleep(0.05)
+                wait_until(lambda: not pid_alive(pid), 10)
             # Orphaned backends exit once the postmaster is gone; wait for the port.
-            deadline = time.monotonic() + 10
-            while _can_connect(self.port) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: not can_connect(self.port), 10)
             return
         if not self.is_running():
             return

@@ -179,3 +179,14 @@ def _version(row: tuple[Any, ...]) -> RuleVersion:
         diff=str(diff or ""),
         note=str(note or ""),
     )
+
+
+def label_rows(frame: pl.DataFrame, source: str, at_ms: int, label: pl.DataType) -> pl.DataFrame:
+    """``frame`` (``event_id``, ``label``) as rows of the ``labels`` table (``label`` cast to the
+    backend's integer type)."""
+    return frame.select(
+        pl.col("event_id").cast(pl.String),
+        pl.col("label").cast(label),
+        pl.lit(source, pl.String).alias("source"),
+        pl.lit(at_ms, pl.Int64).alias("at_ms"),
+    )

@@ -311,20 +311,12 @@ def wait_assigned(
 
 
 def start_engine(
-    spec: Path, data_dir: Path, *args: str, log: Path | None = None
+    spec: Path, data_dir: Path, *args: str, log: Path | None = None, quiet: bool = True
 ) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "riskstream.cli",
-        "run",
-        "-c",
-        str(spec),
-        "--data-dir",
-        str(data_dir),
-        "-q",
-        *args,
-    ]
+    """``riskstream run`` in a subprocess, its stderr appended to ``log`` (default: next to
+    ``data_dir``); ``quiet=False`` keeps its log lines (not a terminal: no progress)."""
+    cmd = [sys.executable, "-m", "riskstream.cli", "run", "-c", str(spec)]
+    cmd += ["--data-dir", str(data_dir), *(["-q"] if quiet else []), *args]
     err = (log or data_dir.with_suffix(".log")).open("ab")
     return subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"}

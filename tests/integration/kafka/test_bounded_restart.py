@@ -103,13 +103,6 @@ def _start_holder(bootstrap: str, group: str, topic: str) -> subprocess.Popen[st
     )
 
 
-def _engine(spec: Path, data: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``riskstream run`` without ``-q``: its log lines (not a terminal: no progress) go to ``log``."""
-    cmd = [sys.executable, "-m", "riskstream.cli", "run", "-c", str(spec), "--data-dir", str(data)]
-    with log.open("ab") as err:
-        return subprocess.Popen([*cmd, *args], stdout=subprocess.DEVNULL, stderr=err)
-
-
 def _waiting_for(log: Path) -> list[str]:
     """The partitions named by the last "waiting for partitions" line of the log."""
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if WAITING in ln]
@@ -184,7 +177,9 @@ def test_restart_after_sigkill_waits_for_partitions_held_elsewhere(
         # Restart at once (the killed member holds its partitions until its session expires).
         log = tmp / "restart.log"
         summary_path = tmp / "killed-summary.json"
-        restarted = _engine(spec, data, log, "--until-end", "--summary-json", str(summary_path))
+        restarted = start_engine(
+            spec, data, "--until-end", "--summary-json", str(summary_path), log=log, quiet=False
+        )
         held = _own_partitions_done(bootstrap, group, topic, log, restarted, timeout=180)
         time.sleep(2.0)  # today's main ended here, its own partitions done, the rest unread
         assert restarted.poll() is None, log.read_text()[-2000:]

@@ -10,6 +10,7 @@ import duckdb
 import polars as pl
 
 from riskstream.store.duckdb.connection import Connection
+from riskstream.store.lab import label_rows
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS labels (
@@ -37,12 +38,7 @@ class LabTables(Connection):
 
     def add_labels(self, frame: pl.DataFrame, source: str, at_ms: int) -> int:
         """Append ``frame`` (``event_id``, ``label`` 0/1) as labels from ``source``; the count."""
-        rows = frame.select(
-            pl.col("event_id").cast(pl.String),
-            pl.col("label").cast(pl.Int8),
-            pl.lit(source, pl.String).alias("source"),
-            pl.lit(at_ms, pl.Int64).alias("at_ms"),
-        )
+        rows = label_rows(frame, source, at_ms, pl.Int8())
 
         def load(con: duckdb.DuckDBPyConnection) -> int:
             self._ensure_lab_tables(con)

@@ -19,7 +19,7 @@ import psycopg
 from riskstream.core.case import Case
 from riskstream.core.checkpoint import Checkpoint
 from riskstream.errors import StoreError
-from riskstream.store.lab import LabQueries
+from riskstream.store.lab import LabQueries, label_rows
 from riskstream.store.postgres import derive, reads, write
 from riskstream.store.postgres.conn import Adapter, Connections, first_line, to_pg
 from riskstream.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
@@ -147,12 +147,7 @@ class PgStore(Upkeep, SharedQueries, LabQueries):
 
     def add_labels(self, frame: pl.DataFrame, source: str, at_ms: int) -> int:
         """Append ``frame`` (``event_id``, ``label`` 0/1) as labels from ``source``; the count."""
-        rows = frame.select(
-            pl.col("event_id").cast(pl.String),
-            pl.col("label").cast(pl.Int16),
-            pl.lit(source, pl.String).alias("source"),
-            pl.lit(at_ms, pl.Int64).alias("at_ms"),
-        )
+        rows = label_rows(frame, source, at_ms, pl.Int16())
         if rows.height:
             self._in_transaction(
                 "importing labels",

@@ -56,6 +56,10 @@ class KafkaInput:
     options: dict[str, str]
 
 
+#: An open end for bucket reads (every bucket start is below it).
+_NO_END = 2**62
+
+
 class SparkRunner:
     """Runs one pipeline as a Spark Structured Streaming query into one store."""
 
@@ -157,11 +161,7 @@ class SparkRunner:
         return self.stats
 
     def _restore(self, meta: dict[str, str]) -> None:
-        throttles = {
-            (str(r), str(k)): int(u)
-            for r, k, u in self.store.select("SELECT rule, key, until_ms FROM throttles")
-        }
-        self.pipeline.restore(meta, {}, throttles, {})
+        self.pipeline.restore(meta, {}, self.store.throttles(), {})
 
     # ---- one micro-batch ---------------------------------------------------------------
 
@@ -289,14 +289,10 @@ class SparkRunner:
             numeric = pl.DataFrame()
             values = pl.DataFrame()
             if group.numeric:
-                rows = self.store.frame(
-                    "SELECT key, start AS b, count, sum, m2, min, max FROM buckets "
-                    "WHERE metric = ? AND tier = ? AND start >= ?",
-                    [metric, tier, since],
-                )
+                rows = self.store.buckets(metric, tier, None, since, _NO_END)
                 numeric = rows.select(
                     "key",
-                    "b",
+                    pl.col("start").alias("b"),
                     "count",
                     "sum",
                     (pl.col("m2") + pl.col("sum") ** 2 / pl.col("count")).alias("sumsq"),
@@ -304,10 +300,7 @@ class SparkRunner:
                     "max",
                 )
             if group.distinct:
-                values = self.store.frame(
-                    "SELECT key, b, c FROM feature_values WHERE metric = ? AND tier = ? AND b >= ?",
-                    [metric, tier, since],
-                )
+                values = self.store.feature_values(metric, tier, since)
             out[(metric, tier)] = (numeric, values)
         return out
 

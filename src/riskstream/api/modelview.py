@@ -31,7 +31,7 @@ REPORT_FILES = {"report.html": "text/html; charset=utf-8", **dict.fromkeys(PLOTS
 
 
 def _live(ctx: ApiContext) -> ModelSet | None:
-    return ctx.runner.pipeline.models if ctx.runner is not None else None
+    return ctx.engine.model_set() if ctx.engine is not None else None
 
 
 def _brief(metrics: dict[str, Any]) -> dict[str, Any]:

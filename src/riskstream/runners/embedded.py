@@ -473,14 +473,12 @@ class EmbeddedRunner:
         changes = promotion.model_changes(old, self.pipeline.models, self.spec)
         for change in changes:
             self.log(f"model change: {change.note} (rules {', '.join(change.rules) or 'none'})")
-        store = getattr(self, "_store", None)
-        # the lab's tables are not in the Store protocol yet: a raw connection, as the API's
-        connect = getattr(store, "connect", None)
-        if not changes or connect is None or getattr(store, "read_only", False):
+        store: Store | None = getattr(self, "_store", None)
+        if not changes or store is None or store.read_only:
             return
         try:
-            with self.lock, connect() as con:
-                promotion.record(con, self.spec, changes, models_root(self.data_dir))
+            with self.lock:
+                promotion.record(store, self.spec, changes, models_root(self.data_dir))
         except Exception as exc:  # the history is a record: never stop the engine over it
             self.log(f"model change not recorded in the rule history: {one_line(exc)}")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from riskstream.core.case import Case
 from riskstream.core.events import RawBatch
 from riskstream.engine.single import SingleScorer, scorer_for
+from riskstream.models.scoring import ModelSet
 from riskstream.query.range import Pending
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.runners.live import EngineState, LiveEngine, LiveRule, RuleHits
@@ -85,6 +86,9 @@ class EmbeddedLive:
 
     def models(self) -> list[str]:
         return list(self._runner.pipeline.models.models)
+
+    def model_set(self) -> ModelSet:
+        return self._runner.pipeline.models
 
     def feature_metrics(self) -> set[str]:
         return {metric for metric, _tier in self._runner.pipeline.feature_groups}

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 from riskstream.core.case import Case
 from riskstream.core.events import RawBatch
 from riskstream.engine.single import SingleScorer
+from riskstream.models.scoring import ModelSet
 from riskstream.query.range import Pending
 from riskstream.runners.stats import RunStats
 from riskstream.sinks.base import SinkStats
@@ -106,6 +107,11 @@ class LiveEngine(Protocol):
 
     def models(self) -> list[str]:
         """The models scoring events (their names)."""
+        ...
+
+    def model_set(self) -> ModelSet:
+        """The models the engine scores with: versions, test metrics, live scores and drift
+        (read-only for the API)."""
         ...
 
     def feature_metrics(self) -> set[str]:

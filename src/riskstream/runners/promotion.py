@@ -22,6 +22,7 @@ from riskstream.models.records import scores_dir
 from riskstream.models.scoring import LoadedModel, ModelSet
 from riskstream.spec.check import compile_rules
 from riskstream.spec.model import PipelineSpec
+from riskstream.store.protocol import Store
 
 AUTHOR = "model promotion"
 
@@ -104,10 +105,9 @@ def live_quality(models_root: Path, model: str, version: int) -> dict[str, Any]:
     }
 
 
-def record(con: Any, spec: PipelineSpec, changes: list[ModelChange], models_root: Path) -> int:
+def record(store: Store, spec: PipelineSpec, changes: list[ModelChange], models_root: Path) -> int:
     """Write one rule version per (change, rule reading it); returns how many were written."""
     from riskstream.lab.specfile import rule_body
-    from riskstream.store import lab as labstore
 
     now = int(time.time() * 1000)
     written = 0
@@ -120,8 +120,7 @@ def record(con: Any, spec: PipelineSpec, changes: list[ModelChange], models_root
         summary["model_change"]["after"] = after
         for rule in change.rules:
             body = rule_body(spec.rules[rule])
-            v = labstore.add_version(
-                con,
+            v = store.add_rule_version(
                 rule,
                 body,
                 author=AUTHOR,
@@ -130,6 +129,6 @@ def record(con: Any, spec: PipelineSpec, changes: list[ModelChange], models_root
                 summary=summary,
                 note=change.note,
             )
-            labstore.set_status(con, rule, v, "live", approved_ms=now)
+            store.set_rule_status(rule, v, "live", approved_ms=now)
             written += 1
     return written

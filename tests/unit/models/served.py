@@ -12,6 +12,7 @@ from riskstream.api.auth import KeyRing
 from riskstream.api.server import ServerHandle, start_background
 from riskstream.models.registry import models_root
 from riskstream.runners.embedded import EmbeddedRunner
+from riskstream.runners.embedded_live import EmbeddedLive
 from riskstream.runners.session import sink_factory
 from riskstream.spec.load import load_spec
 from riskstream.synthetic.generator import GeneratorSource
@@ -63,7 +64,9 @@ def serve_model(root: Path, trained: Path, events: int = 6000, seed: int = 12) -
     source = GeneratorSource(events, seed, until_end=False)
     runner = EmbeddedRunner(spec, source, data, sink_factory(spec, data), spec_path=spec_path)
     keys = KeyRing.parse(f"{KEY}=read,{ANALYST}=read+analyst")
-    server = start_background(spec, data, runner, port=0, log=lambda m: None, keys=keys)
+    server = start_background(
+        spec, data, EmbeddedLive(runner), port=0, log=lambda m: None, keys=keys
+    )
     thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
     served = Served(root, runner, server, thread)

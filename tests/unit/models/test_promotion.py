@@ -10,7 +10,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import orjson
 import polars as pl
@@ -22,7 +21,7 @@ from riskstream.models.registry import models_root
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.runners.session import sink_factory
 from riskstream.spec.load import load_spec
-from riskstream.store import lab as labstore
+from riskstream.store.duckdb import Store
 from riskstream.synthetic.generator import GeneratorSource
 from riskstream.training.train import Params, Trained, train
 from tests.unit.models.conftest import FEATURES, TRAINED, unit_spec
@@ -106,14 +105,15 @@ def test_promotion_changes_scores_at_the_next_batch_and_is_in_the_rule_history(
     assert np.abs(after["score"].to_numpy() - after["v2"].to_numpy()).max() < 1e-12
     assert (np.abs(after["v1"].to_numpy() - after["v2"].to_numpy()) > 1e-3).sum() > 100
 
-    with duckdb.connect(str(tmp_path / "data" / "riskstream.duckdb")) as con:
-        history = labstore.versions(con, "scored")
-        assert not labstore.versions(con, "burst")  # it reads no model
-    promoted = [v for v in history if v["author"] == "model promotion"]
-    assert len(promoted) == 1 and promoted[0]["status"] == "live"
-    assert promoted[0]["note"] == "model.fraud: fraud v1 -> fraud v2"
-    assert promoted[0]["body"]["when"] == "model.fraud > 0.2"
-    change = promoted[0]["summary"]["model_change"]
+    store = Store(tmp_path / "data", read_only=True)
+    history = store.rule_versions("scored")
+    assert not store.rule_versions("burst")  # it reads no model
+    promoted = [v for v in history if v.author == "model promotion"]
+    assert len(promoted) == 1 and promoted[0].status == "live"
+    assert promoted[0].note == "model.fraud: fraud v1 -> fraud v2"
+    assert promoted[0].body["when"] == "model.fraud > 0.2"
+    assert promoted[0].summary is not None
+    change = promoted[0].summary["model_change"]
     assert (change["before"]["version"], change["after"]["version"]) == (1, 2)
     assert change["before"]["test"]["auc_pr"] == trained_root[1].meta["metrics"]["auc_pr"]
     assert change["after"]["test"]["auc_pr"] == v2.meta["metrics"]["auc_pr"]

@@ -225,6 +225,7 @@ def start(
     from riskstream.api.auth import KeyRing
     from riskstream.api.context import ApiContext
     from riskstream.runners.embedded import EmbeddedRunner
+    from riskstream.runners.embedded_live import EmbeddedLive
     from riskstream.sources.file import FileSource
     from riskstream.spec.load import load_spec
     from riskstream.store.duckdb import Store
@@ -245,7 +246,7 @@ def start(
         spec=spec,
         data_dir=data,
         store=Store(data),
-        runner=runner,
+        engine=EmbeddedLive(runner),
         keys=KeyRing.parse(f"{KEY}=read+decide"),
         decide_batching=batching,
     )

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tests.kafka_broker import (
@@ -73,10 +73,18 @@ def _consume(broker: KafkaBroker, topic: str, group: str, expected: int) -> list
 
 def _committed(broker: KafkaBroker, topic: str, group: str) -> int:
     consumer = Consumer(broker.client_config({"group.id": group, "log_level": 0}))
+    deadline = time.monotonic() + 60
     try:
-        offsets = consumer.committed(
-            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30
-        )
+        while True:
+            try:
+                offsets = consumer.committed(
+                    [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30
+                )
+                break
+            except KafkaException:  # NOT_COORDINATOR while a restarted broker loads its offsets
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
     return sum(max(tp.offset, 0) for tp in offsets)

@@ -1,4 +1,6 @@
-"""The rule expression language: parsed with lark, type-checked once, evaluated as polars expressions.
+"""The rule expression language: parsed with lark, type-checked once into a typed tree, evaluated
+by two backends generated from one operator table: Polars expressions for batches
+(:mod:`.compiler`) and plain Python for one event (:mod:`.pyeval`).
 
 Used for rule ``when:`` conditions and metric ``where:`` clauses. Never ``eval``'d.
 
@@ -41,7 +43,8 @@ Public API
 (raises :class:`ExpressionError` with ``col``, the 1-based character offset in ``text``, and
 ``message``), :class:`FeatureRef`,
 :class:`RuleContext`, :class:`CompiledExpr`, :class:`ListValues`, :class:`ListRegistry`,
-:class:`ListLoadError`, ``STATS``.
+:class:`ListLoadError`, ``STATS``. ``CompiledExpr.tree`` is the typed tree;
+``pyeval.python_predicate(compiled, lists)`` its Python form (None when not covered).
 """
 
 from __future__ import annotations

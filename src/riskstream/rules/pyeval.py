@@ -15,6 +15,7 @@ oracle is property-tested (``tests/unit/rules/test_property.py``).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -92,19 +93,29 @@ class _Backend:
         return lambda r: r[name]
 
     def _apply(self, node: TApply) -> PyFn:
+        if node.op == "float" and _always_float(node.args[0]):
+            return self.node(node.args[0])  # already a float (or None): no call per row
+        if node.param == "num" and all(_always_float(a) for a in node.args):
+            form = _FLOAT_COMPARE.get(node.op)  # two floats: no int/float check per row
+            if form is not None:
+                return self._call(form, True, [self.node(a) for a in node.args])
         op = OPS[node.op]
         form = op.python(node, self.lists) if op.python is not None else None
         if form is None:
             raise _Uncovered
-        args = [self.node(a) for a in node.args]
+        return self._call(form, op.strict, [self.node(a) for a in node.args])
+
+    @staticmethod
+    def _call(form: Callable[..., Any], strict: bool, args: list[PyFn]) -> PyFn:
+        """``form`` on the operands' values; a strict form sees no None (null in, null out)."""
         if len(args) == 1:
             (a,) = args
-            if op.strict:
+            if strict:
                 return lambda r: None if (x := a(r)) is None else form(x)
             return lambda r: form(a(r))
         if len(args) == 2:
             a, b = args
-            if not op.strict:
+            if not strict:
                 return lambda r: form(a(r), b(r))
 
             def strict2(r: Row) -> Any:
@@ -115,7 +126,7 @@ class _Backend:
                 return None if y is None else form(x, y)
 
             return strict2
-        if op.strict:
+        if strict:
 
             def strict_n(r: Row) -> Any:
                 values = [f(r) for f in args]
@@ -123,6 +134,35 @@ class _Backend:
 
             return strict_n
         return lambda r: form(*[f(r) for f in args])
+
+
+#: Comparisons of two values known to be floats (Python compares them as Polars does).
+_FLOAT_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+#: Operators whose Python form always gives a float (or None).
+_FLOAT_OPS = frozenset({"float", "+", "-", "*", "/", "neg"})
+
+
+def _always_float(node: TNode) -> bool:
+    """Whether the Python backend's value of ``node`` is always a float or None."""
+    if isinstance(node, TFeature | TModel):
+        return True
+    if isinstance(node, TField):
+        return node.declared == "float"
+    if isinstance(node, TLit):
+        return isinstance(node.value, float)
+    if isinstance(node, TApply):
+        if node.op in _FLOAT_OPS:
+            return True
+        if node.op in ("abs", "coalesce") and node.type == "num":
+            return all(_always_float(a) for a in node.args)
+    return False
 
 
 def _float_column(name: str) -> PyFn:

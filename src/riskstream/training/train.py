@@ -45,7 +45,8 @@ class Params:
     """Training knobs (defaults: 200 trees, deterministic).
 
     One thread by default: LightGBM's OpenMP threads spin-wait, which on a busy 2-core
-    machine makes two threads ~5x slower than one (measured); ``--threads 2`` when idle.
+    machine makes two threads far slower than one (fitting 200k events: 12.9 s with one,
+    240 s with two; BENCHMARKS.md); ``--threads 2`` when the machine is idle.
     """
 
     trees: int = 200

@@ -7,8 +7,6 @@ the PSI of the score and the top features as ``/v1/models`` reports them.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,33 +17,9 @@ import pytest
 from riskstream.lab.replay import source_events
 from riskstream.training.dataset import build_dataset
 from riskstream.training.train import Params, train
-from tests.integration.api.test_browser import ARGS, CHROMIUM, DOCS, _unavailable
+from tests.integration.api.test_browser import browser, shots  # noqa: F401  (fixtures)
 from tests.unit.models.conftest import EVENTS, FEATURES, unit_spec
 from tests.unit.models.served import KEY, Served, serve_model
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Python Playwright."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed")
-    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        _unavailable(f"chromium not found at {CHROMIUM}")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    """Where the screenshot goes (``docs/screenshots/`` with RISKSTREAM_UPDATE_SCREENSHOTS=1)."""
-    if os.environ.get("RISKSTREAM_UPDATE_SCREENSHOTS") == "1":
-        DOCS.mkdir(parents=True, exist_ok=True)
-        return DOCS
-    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +34,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def test_models_page_shows_the_report_and_the_drift(
-    browser: Any, served: Served, shots: Path
+    browser: Any,  # noqa: F811  (the fixture imported from test_browser)
+    served: Served,
+    shots: Path,  # noqa: F811
 ) -> None:
     model = httpx.get(f"{served.url}/v1/models", headers=served.headers, timeout=10).json()
     [m] = model["models"]

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
+from tests.integration.kafka.helpers import committed
 from tests.kafka_broker import (
     BrokerError,
     KafkaBroker,
@@ -72,22 +73,8 @@ def _consume(broker: KafkaBroker, topic: str, group: str, expected: int) -> list
 
 
 def _committed(broker: KafkaBroker, topic: str, group: str) -> int:
-    consumer = Consumer(broker.client_config({"group.id": group, "log_level": 0}))
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                offsets = consumer.committed(
-                    [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=30
-                )
-                break
-            except KafkaException:  # NOT_COORDINATOR while a restarted broker loads its offsets
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-    finally:
-        consumer.close()
-    return sum(max(tp.offset, 0) for tp in offsets)
+    # Retries NOT_COORDINATOR while a restarted broker loads its offsets.
+    return sum(committed(broker.bootstrap, group, topic, PARTITIONS).values())
 
 
 def _partition_count(broker: KafkaBroker, topic: str) -> int:

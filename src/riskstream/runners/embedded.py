@@ -39,11 +39,11 @@ from riskstream.runners.handoff import Handoff
 from riskstream.runners.lock import DataDirLock
 from riskstream.runners.outbox import CaseOutbox, adopt_orphans
 from riskstream.runners.quarantine import QuarantineFile
+from riskstream.runners.reload import SpecWatcher
 from riskstream.runners.stats import RunStats
 from riskstream.runners.writer import CheckpointWriter
 from riskstream.sinks.base import Sink
 from riskstream.sources.base import Source
-from riskstream.spec.load import load_spec
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.factory import open_store
 from riskstream.store.protocol import Store
@@ -88,7 +88,7 @@ class EmbeddedRunner:
         #: Held while a batch or checkpoint changes state; the HTTP API takes it to read consistently.
         self.lock = threading.RLock()
         self._api_cases: list[Case] = []
-        self._spec_mtime = spec_path.stat().st_mtime_ns if spec_path else 0
+        self._spec_watch = SpecWatcher(spec_path)
         # Pending since the last checkpoint; on ``self`` so a source can force a checkpoint
         # from inside ``read_batch`` (Kafka: before a rebalance gives partitions away).
         self._cases: list[Case] = []
@@ -433,19 +433,11 @@ class EmbeddedRunner:
         self._last_compact = time.monotonic()
 
     def _maybe_reload(self) -> None:
-        if self.spec_path is None:
-            return
-        try:
-            mtime = self.spec_path.stat().st_mtime_ns
-        except OSError:
-            return
-        if mtime == self._spec_mtime:
-            return
-        self._spec_mtime = mtime
         old_models = self.pipeline.models
         try:
-            new = load_spec(self.spec_path)
-            _check_reloadable(self.spec, new)
+            new = self._spec_watch.changed(self.spec)
+            if new is None:
+                return
             self.pipeline.reload(new)
         except SpecError as exc:
             msg = f"spec reload refused, keeping the running rules: {exc}"
@@ -481,11 +473,3 @@ class EmbeddedRunner:
                 promotion.record(store, self.spec, changes, models_root(self.data_dir))
         except Exception as exc:  # the history is a record: never stop the engine over it
             self.log(f"model change not recorded in the rule history: {one_line(exc)}")
-
-
-def _check_reloadable(old: PipelineSpec, new: PipelineSpec) -> None:
-    for part in ("name", "event", "tiers", "retention", "metrics"):
-        if getattr(old, part) != getattr(new, part):
-            raise SpecError(
-                part, "changed; only rules and lists reload live (restart to change the rest)"
-            )

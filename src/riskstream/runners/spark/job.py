@@ -30,9 +30,9 @@ from riskstream.core.checkpoint import Checkpoint
 from riskstream.core.keys import CODE
 from riskstream.engine.decode import Quarantined
 from riskstream.engine.pipeline import Pipeline
-from riskstream.runners.embedded import _check_reloadable
 from riskstream.runners.handoff import Handoff
 from riskstream.runners.quarantine import QuarantineFile
+from riskstream.runners.reload import SpecWatcher
 from riskstream.runners.spark import stages
 from riskstream.runners.spark.align import CarryStore
 from riskstream.runners.spark.metrics import SparkMetrics
@@ -40,7 +40,6 @@ from riskstream.runners.spark.tasks import BatchContext, read_ipc
 from riskstream.runners.stats import RunStats
 from riskstream.sinks.base import Sink
 from riskstream.spec.durations import parse_duration
-from riskstream.spec.load import load_spec
 from riskstream.spec.model import ListSpec, PipelineSpec
 from riskstream.store.factory import open_store
 
@@ -96,7 +95,7 @@ class SparkRunner:
         self.stats = RunStats()
         self.pipeline = Pipeline(spec, spec_path.parent if spec_path else None)
         self.fence_source = f"spark:{spec.name}"
-        self._spec_mtime = spec_path.stat().st_mtime_ns if spec_path else 0
+        self._spec_watch = SpecWatcher(spec_path)
         self.metrics = SparkMetrics()
         self.progress: dict[str, Any] = {}
         self._end_offsets: dict[str, int] | None = None
@@ -340,18 +339,10 @@ class SparkRunner:
         """Rules and lists hot-reload between micro-batches; a broken edit is refused and logged."""
         from riskstream.errors import SpecError
 
-        if self.spec_path is None:
-            return
         try:
-            mtime = self.spec_path.stat().st_mtime_ns
-        except OSError:
-            return
-        if mtime == self._spec_mtime:
-            return
-        self._spec_mtime = mtime
-        try:
-            new = load_spec(self.spec_path)
-            _check_reloadable(self.spec, new)
+            new = self._spec_watch.changed(self.spec)
+            if new is None:
+                return
             self.pipeline.reload(new)
         except SpecError as exc:
             self.stats.reload_errors.append(str(exc))

@@ -86,11 +86,15 @@ def _setup(tmp: Path, webhook: str = "") -> Path:
     return spec
 
 
-def _start(tmp: Path, spec: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _start(
+    tmp: Path, spec: Path, *args: str, server: str | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
     log = tmp / "engine.log"
     cmd = [sys.executable, "-m", "riskstream.cli", *args, "-c", str(spec)]
     cmd += ["--data-dir", str(tmp / "data"), "--source", f"file:{tmp / 'events.jsonl'}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKSTREAM_API_KEYS")}
+    if server is not None:
+        env["RISKSTREAM_HTTP_SERVER"] = server
     with log.open("ab") as err:
         proc = subprocess.Popen(cmd, stdout=err, stderr=err, env=env)
     return proc, log
@@ -132,12 +136,13 @@ def _stored_events(data: Path) -> int:
         (("run", "--serve", "--until-end"), signal.SIGTERM),
     ],
 )
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
 def test_one_signal_drains_checkpoints_and_exits_0(
-    tmp_path: Path, command: tuple[str, ...], sig: signal.Signals
+    tmp_path: Path, command: tuple[str, ...], sig: signal.Signals, server: str
 ) -> None:
     spec = _setup(tmp_path)
     port = _free_port()
-    proc, log = _start(tmp_path, spec, *command, "--port", str(port))
+    proc, log = _start(tmp_path, spec, *command, "--port", str(port), server=server)
     try:
         _until_caught_up(f"http://127.0.0.1:{port}", proc, log)
         if "--until-end" in command:  # the source ended: the API keeps serving until a signal
@@ -152,6 +157,7 @@ def test_one_signal_drains_checkpoints_and_exits_0(
             proc.wait()
     assert rc == 0, (rc, log.read_text()[-3000:])
     assert "Traceback" not in log.read_text()
+    assert f"API and web UI on http://127.0.0.1:{port}/ ({server})" in log.read_text()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
     assert _stored_events(tmp_path / "data") == N_EVENTS  # drained and checkpointed

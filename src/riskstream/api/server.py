@@ -44,12 +44,19 @@ class ServerHandle:
     """A running API server."""
 
     def __init__(
-        self, stop: Callable[[], None], thread: threading.Thread, host: str, port: int
+        self,
+        stop: Callable[[], None],
+        thread: threading.Thread,
+        host: str,
+        port: int,
+        kind: str = DEFAULT_HTTP_SERVER,
     ) -> None:
         self._stop = stop
         self._thread = thread
         self.host = host
         self.port = port
+        #: The ASGI server carrying the API (``uvicorn`` or ``granian``).
+        self.kind = kind
 
     @property
     def url(self) -> str:
@@ -103,8 +110,12 @@ def serve_context(
     host: str = "127.0.0.1",
     port: int = 0,
     log: Callable[[str], None] | None = None,
+    server: str | None = None,
 ) -> ServerHandle:
-    """Serve ``ctx`` in a daemon thread; returns once the socket is listening."""
+    """Serve ``ctx`` in a daemon thread; returns once the socket is listening.
+
+    ``server`` (uvicorn or granian) overrides ``RISKSTREAM_HTTP_SERVER`` (tests run both).
+    """
     say = log or ctx.log
     if ctx.keys.open:
         if not is_loopback(host):
@@ -114,7 +125,7 @@ def serve_context(
         say("API keys are not configured: the API is open to local clients (loopback only)")
     sock = _listen(host, port)
     actual = int(sock.getsockname()[1])
-    kind = http_server()
+    kind = http_server(server)
     if kind == "granian":
         from riskstream.api.granian_server import serve_granian
 
@@ -123,14 +134,16 @@ def serve_context(
         stop, thread = _serve_uvicorn(create_app(ctx), sock)
     if stop is None:
         raise UsageError(f"the API server on {host}:{actual} failed to start")
-    handle = ServerHandle(stop, thread, host, actual)
-    say(f"API and web UI on {handle.url}/")
+    handle = ServerHandle(stop, thread, host, actual, kind)
+    say(f"API and web UI on {handle.url}/ ({kind})")
     return handle
 
 
-def http_server() -> str:
-    """The ASGI server that carries the API: ``RISKSTREAM_HTTP_SERVER`` (uvicorn or granian)."""
-    kind = os.environ.get("RISKSTREAM_HTTP_SERVER", DEFAULT_HTTP_SERVER).strip().lower()
+def http_server(choice: str | None = None) -> str:
+    """The ASGI server that carries the API: ``choice``, else ``RISKSTREAM_HTTP_SERVER``."""
+    if choice is None:
+        choice = os.environ.get("RISKSTREAM_HTTP_SERVER", DEFAULT_HTTP_SERVER)
+    kind = choice.strip().lower()
     if kind not in ("uvicorn", "granian"):
         raise UsageError(f"RISKSTREAM_HTTP_SERVER: {kind!r} is not uvicorn or granian")
     return kind
@@ -190,6 +203,7 @@ def start_background(
     host: str = "127.0.0.1",
     keys: KeyRing | None = None,
     store_dsn: str | None = None,
+    server: str | None = None,
 ) -> ServerHandle:
     """Serve the API for ``spec``/``data_dir`` (and the live ``engine``, if any) on ``host:port``.
 
@@ -203,4 +217,4 @@ def start_background(
         Store(directory, read_only=True)  # refuses (StoreError) when there is no store yet
     store = open_store(spec, directory, dsn)
     ctx = ApiContext(spec=spec, data_dir=directory, store=store, engine=engine, keys=ring, log=log)
-    return serve_context(ctx, host=host, port=port, log=log)
+    return serve_context(ctx, host=host, port=port, log=log, server=server)

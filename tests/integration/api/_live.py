@@ -1,4 +1,4 @@
-"""A live riskstream over a generated file: runner thread + real uvicorn server, and brute force.
+"""A live riskstream over a generated file: runner thread + real HTTP server, and brute force.
 
 The spec has one filtered metric (``card``: succeeded payments per card), a count-only
 metric, and three rules; the events file holds valid events (with a guaranteed velocity
@@ -199,10 +199,13 @@ class Live:
         self.server.stop()
 
 
-def start_live(root: Path, n: int = 1500, *, seed: int = 7, spec_text: str = SPEC) -> Live:
+def start_live(
+    root: Path, n: int = 1500, *, seed: int = 7, spec_text: str = SPEC, server: str | None = None
+) -> Live:
     """Write the spec and events, run the engine in a thread, serve the API; wait until caught up.
 
-    ``spec_text`` (a ``str.format`` template with ``{cases}``) defaults to :data:`SPEC`.
+    ``spec_text`` (a ``str.format`` template with ``{cases}``) defaults to :data:`SPEC`;
+    ``server`` is the ASGI server (uvicorn or granian; default: the API's default).
     """
     root.mkdir(parents=True, exist_ok=True)
     data_dir = root / "data"
@@ -219,7 +222,7 @@ def start_live(root: Path, n: int = 1500, *, seed: int = 7, spec_text: str = SPE
     )
     keys = KeyRing.parse(",".join(f"{k}={v}" for k, v in KEYS.items()))
     server = start_background(
-        spec, data_dir, EmbeddedLive(runner), port=0, log=lambda m: None, keys=keys
+        spec, data_dir, EmbeddedLive(runner), port=0, log=lambda m: None, keys=keys, server=server
     )
     thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()

@@ -1,4 +1,8 @@
-"""Fixtures: one live engine + API shared by the read-mostly tests."""
+"""Fixtures: one live engine + API shared by the read-mostly tests, on each ASGI server.
+
+Every fixture that serves the API takes ``http_server``, so each test of this package runs
+once on uvicorn and once on granian (``RISKSTREAM_HTTP_SERVER`` picks one in production).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,20 @@ import pytest
 
 from tests.integration.api._live import ADMIN, Live, start_live
 
+HTTP_SERVERS = ("uvicorn", "granian")
+
+
+@pytest.fixture(scope="session", params=HTTP_SERVERS)
+def http_server(request: pytest.FixtureRequest) -> str:
+    """The ASGI server the API runs on in this test."""
+    return str(request.param)
+
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> Iterator[Live]:
     """The shared live system (tests that change engine state use their own)."""
-    system = start_live(Path(tmp_path_factory.mktemp("api-live")))
+    system = start_live(Path(tmp_path_factory.mktemp("api-live")), server=http_server)
+    assert system.server.kind == http_server
     yield system
     system.stop()
 

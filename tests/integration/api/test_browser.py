@@ -57,9 +57,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def site(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> Iterator[Live]:
     """A separate live system (the test records decisions)."""
-    system = start_live(Path(tmp_path_factory.mktemp("api-ui")), n=1500, seed=7)
+    system = start_live(Path(tmp_path_factory.mktemp("api-ui")), n=1500, seed=7, server=http_server)
     yield system
     system.stop()
 

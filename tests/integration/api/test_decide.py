@@ -118,9 +118,11 @@ def test_malformed_event_is_422_with_reason(client: httpx.Client, body: bytes, r
 
 
 @pytest.fixture(scope="module")
-def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def own(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> Iterator[Live]:
     """A separate live system: ingesting changes engine state."""
-    system = start_live(Path(tmp_path_factory.mktemp("api-ingest")), n=300, seed=11)
+    system = start_live(
+        Path(tmp_path_factory.mktemp("api-ingest")), n=300, seed=11, server=http_server
+    )
     yield system
     system.stop()
 

@@ -45,12 +45,14 @@ MAX_BYTES = 200_000
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> Iterator[Live]:
     """A live engine whose spec has metrics keyed by / counting the sensitive ``card_number``."""
     spec = SENSITIVE_SPEC.replace(
         "  sensitive: [card_number]", f"  sensitive: [card_number]\n  max_bytes: {MAX_BYTES}"
     )
-    system = start_live(Path(tmp_path_factory.mktemp("hostile-api")), n=600, spec_text=spec)
+    system = start_live(
+        Path(tmp_path_factory.mktemp("hostile-api")), n=600, spec_text=spec, server=http_server
+    )
     yield system
     system.stop()
 
@@ -65,7 +67,9 @@ def open_server(live: Live) -> Iterator[ServerHandle]:
         engine=EmbeddedLive(live.runner),
         keys=KeyRing(),
     )
-    handle = serve_context(ctx, host="127.0.0.1", port=0, log=lambda m: None)
+    handle = serve_context(
+        ctx, host="127.0.0.1", port=0, log=lambda m: None, server=live.server.kind
+    )
     yield handle
     handle.stop()
 

@@ -23,12 +23,12 @@ from tests.unit.models.served import KEY, Served, serve_model
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("models-ui")
     spec = unit_spec()
     data = build_dataset(spec, source_events(spec, EVENTS), FEATURES)
     train(spec, data, FEATURES, "fraud", root / "trained", params=Params(trees=30))
-    system = serve_model(root / "live", root / "trained", 4000)
+    system = serve_model(root / "live", root / "trained", 4000, server=http_server)
     yield system
     system.stop()
 

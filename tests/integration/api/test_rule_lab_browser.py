@@ -31,8 +31,14 @@ NEW = "card.count(1m) >= 4 or amount == 123.45"
 
 
 @pytest.fixture(scope="module")
-def lab_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    system = start_live(Path(tmp_path_factory.mktemp("lab-ui")), n=1500, seed=7, spec_text=LAB_SPEC)
+def lab_site(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> Iterator[Live]:
+    system = start_live(
+        Path(tmp_path_factory.mktemp("lab-ui")),
+        n=1500,
+        seed=7,
+        spec_text=LAB_SPEC,
+        server=http_server,
+    )
     # Late labels: the burst is fraud, every 7th background event is legit.
     csv = system.root / "labels.csv"
     rows = [f"burst{j},1" for j in range(6)] + [f"e{i:05d},0" for i in range(0, 1500, 7)]

@@ -26,9 +26,11 @@ BUDGET_S = 90.0
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def fuzzed(tmp_path_factory: pytest.TempPathFactory, http_server: str) -> Iterator[Live]:
     """A separate live system: fuzzing may ingest events and record decisions."""
-    system = start_live(Path(tmp_path_factory.mktemp("api-fuzz")), n=300, seed=5)
+    system = start_live(
+        Path(tmp_path_factory.mktemp("api-fuzz")), n=300, seed=5, server=http_server
+    )
     yield system
     system.stop()
 

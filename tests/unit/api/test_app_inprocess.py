@@ -14,7 +14,13 @@ import orjson
 import pytest
 
 from riskstream.api import ApiContext, KeyRing
-from riskstream.api.server import is_loopback, serve_context, start_background
+from riskstream.api.server import (
+    DEFAULT_HTTP_SERVER,
+    http_server,
+    is_loopback,
+    serve_context,
+    start_background,
+)
 from riskstream.api.timeseries import choose_tier
 from riskstream.core.tiers import TIER_MS
 from riskstream.errors import StoreError, UsageError
@@ -105,6 +111,18 @@ def test_choose_tier_prefers_longest_retention_then_coarsest() -> None:
     assert choose_tier(spec, 30_000, avail) == "second"
 
 
+def test_http_server_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RISKSTREAM_HTTP_SERVER", " Granian ")
+    assert http_server() == "granian"
+    assert http_server("uvicorn") == "uvicorn"  # an explicit choice wins over the environment
+    monkeypatch.delenv("RISKSTREAM_HTTP_SERVER")
+    assert http_server() == DEFAULT_HTTP_SERVER
+    with pytest.raises(
+        UsageError, match=r"^RISKSTREAM_HTTP_SERVER: 'hypercorn' is not uvicorn or granian$"
+    ):
+        http_server("hypercorn")
+
+
 def test_open_api_only_on_loopback(tmp_path: Path) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
@@ -114,15 +132,16 @@ def test_open_api_only_on_loopback(tmp_path: Path) -> None:
         serve_context(ctx, host="0.0.0.0", port=0)
 
 
-def test_wait_returns_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_wait_returns_on_sigterm(tmp_path: Path, server: str) -> None:
     spec = parse_spec(SPEC)
     Store(tmp_path)
     logs: list[str] = []
     handle = start_background(
-        spec, tmp_path, None, port=0, log=logs.append, keys=KeyRing.parse("k=read")
+        spec, tmp_path, None, port=0, log=logs.append, keys=KeyRing.parse("k=read"), server=server
     )
     assert httpx.get(handle.url + "/healthz").status_code == 200
-    assert logs == [f"API and web UI on {handle.url}/"]
+    assert logs == [f"API and web UI on {handle.url}/ ({server})"]
     before = signal.getsignal(signal.SIGTERM)
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
     t0 = time.monotonic()

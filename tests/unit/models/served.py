@@ -48,9 +48,12 @@ class Served:
         self.server.stop()
 
 
-def serve_model(root: Path, trained: Path, events: int = 6000, seed: int = 12) -> Served:
+def serve_model(
+    root: Path, trained: Path, events: int = 6000, seed: int = 12, *, server: str | None = None
+) -> Served:
     """Copy the trained ``models/`` in, run the engine on ``events`` generated events (then it
-    waits for more), serve the API; returns once every event is scored."""
+    waits for more), serve the API (on the ASGI server ``server``, default: the API's default);
+    returns once every event is scored."""
     data = root / "data"
     shutil.copytree(trained, models_root(data))
     spec_path = root / "spec.yaml"
@@ -65,7 +68,7 @@ def serve_model(root: Path, trained: Path, events: int = 6000, seed: int = 12) -
     runner = EmbeddedRunner(spec, source, data, sink_factory(spec, data), spec_path=spec_path)
     keys = KeyRing.parse(f"{KEY}=read,{ANALYST}=read+analyst")
     server = start_background(
-        spec, data, EmbeddedLive(runner), port=0, log=lambda m: None, keys=keys
+        spec, data, EmbeddedLive(runner), port=0, log=lambda m: None, keys=keys, server=server
     )
     thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()

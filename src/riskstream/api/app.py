@@ -13,11 +13,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from riskstream import __version__
 from riskstream.api import cases, decide, lab, modelview, ruleinfo, timeseries
 from riskstream.api.auth import SECURITY_SCHEMES, Principal, require
 from riskstream.api.context import ApiContext, engine_state
+from riskstream.api.errors import one_line
 from riskstream.api.limits import BodyLimit
 from riskstream.api.metrics import CONTENT_TYPE, ApiMetrics
 from riskstream.api.models import Health, PipelineInfo
@@ -39,6 +41,7 @@ Errors are `{"error": "one line"}`. Times: epoch milliseconds or ISO-8601; range
 def create_app(ctx: ApiContext) -> FastAPI:
     """The API over ``ctx`` (no server: see :func:`riskstream.api.server.start_background`)."""
     metrics = ApiMetrics(ctx)
+    decider = decide.DecideEndpoint(ctx, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,9 +50,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             yield
         finally:
             metrics.stop()
-            worker = getattr(app.state, "decide_worker", None)
-            if worker is not None:
-                worker.stop()
+            decider.stop()
 
     app = FastAPI(
         title="riskstream",
@@ -59,13 +60,19 @@ def create_app(ctx: ApiContext) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # No OpenTelemetry here (Prometheus is at /metrics): FastAPI's per-request check for
+        # configured providers is ~5% of a decide request's CPU.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.ctx = ctx
     app.state.metrics = metrics
+    # POST /v1/decide past the router (the hot path); the last middleware added is the outer one.
+    app.add_middleware(decide.DecideFirst, endpoint=decider)
     # Request bodies are capped while they stream in (413), like source lines (event.max_bytes).
     app.add_middleware(BodyLimit, max_bytes=ctx.spec.event.max_bytes)
     _errors(app, ctx)
-    for module in (decide, cases, timeseries, ruleinfo, lab, modelview):
+    app.router.routes.append(Route(decide.PATH, decider, methods=["POST"], include_in_schema=False))
+    for module in (cases, timeseries, ruleinfo, lab, modelview):
         app.include_router(module.router)
     _operations(app, ctx, metrics)
     _ui(app)
@@ -80,7 +87,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """The generated document plus the API-key security schemes on every non-public operation."""
     if app.openapi_schema is None:
         doc = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=[*app.routes, *decide.documented.routes],
         )
         doc.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
         for path, ops in doc.get("paths", {}).items():
@@ -100,8 +110,7 @@ _AUTH_ERROR = {
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    line = " ".join(str(message).split()) or "error"
-    return JSONResponse({"error": line}, status_code=status, headers=headers)
+    return JSONResponse({"error": one_line(message)}, status_code=status, headers=headers)
 
 
 def _errors(app: FastAPI, ctx: ApiContext) -> None:

@@ -121,12 +121,16 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
 
 def token_of(request: Request) -> str | None:
     """The key sent with ``request`` (Bearer or X-API-Key)."""
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, cred = auth.partition(" ")
+    return token_from(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def token_from(authorization: str | None, api_key: str | None) -> str | None:
+    """The key in an ``Authorization: Bearer`` header, else in ``X-API-Key``."""
+    if authorization:
+        scheme, _, cred = authorization.partition(" ")
         if scheme.lower() == "bearer" and cred.strip():
             return cred.strip()
-    return request.headers.get("x-api-key") or None
+    return api_key or None
 
 
 def authorize(ring: KeyRing, token: str | None, scope: str) -> Principal:
@@ -149,14 +153,21 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
 
     async def dependency(request: Request) -> Principal:
         ring: KeyRing = request.app.state.ctx.keys
-        if ring.open and not _loopback_host(request.headers.get("host", "")):
-            # An open API answers loopback names only: no DNS-rebinding from a web page.
-            raise HTTPException(403, "without API keys only localhost may be used as the Host")
-        return authorize(ring, token_of(request), scope)
+        return admit(ring, request.headers.get("host", ""), token_of(request), scope)
 
     dependency.__name__ = f"require_{scope}"
     dependency.__scope__ = scope  # type: ignore[attr-defined]
     return dependency
+
+
+def admit(ring: KeyRing, host: str, token: str | None, scope: str) -> Principal:
+    """The caller of a request with this Host header and key, or 403 / 401 (:func:`authorize`).
+
+    An open API (no keys) answers loopback Host names only: no DNS rebinding from a web page.
+    """
+    if ring.open and not _loopback_host(host):
+        raise HTTPException(403, "without API keys only localhost may be used as the Host")
+    return authorize(ring, token, scope)
 
 
 def _loopback_host(host: str) -> bool:

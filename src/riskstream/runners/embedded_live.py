@@ -56,6 +56,15 @@ class EmbeddedLive:
             yield
 
     @contextmanager
+    def try_locked(self) -> Iterator[bool]:
+        got = self._runner.lock.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                self._runner.lock.release()
+
+    @contextmanager
     def settled(self) -> Iterator[None]:
         with self._runner.lock:
             # A checkpoint in flight is in neither the store nor the pending state yet.

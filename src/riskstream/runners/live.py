@@ -84,6 +84,11 @@ class LiveEngine(Protocol):
         """Hold the engine still: no batch or checkpoint changes its state meanwhile."""
         ...
 
+    def try_locked(self) -> AbstractContextManager[bool]:
+        """:meth:`locked` if nothing holds the engine now (yields True), else yields False at
+        once: the API's event loop scores a decide request itself only when it costs no wait."""
+        ...
+
     def settled(self) -> AbstractContextManager[None]:
         """:meth:`locked`, once the checkpoint in flight (if any) is written: engine state and
         store then agree (a failed checkpoint is the run's to report, not raised here)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.integration.api._live import (
@@ -115,6 +117,71 @@ def test_malformed_event_is_422_with_reason(client: httpx.Client, body: bytes, r
     r = client.post("/v1/decide", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 422
     assert r.json()["reason"] == reason and r.json()["error"]
+
+
+def test_a_busy_engine_hands_decisions_to_the_worker(live: Live) -> None:
+    """While the engine's lock is held no decision is answered (the API cannot score on its
+    event loop, the worker waits for the lock); then every answer is still brute force's."""
+    at = live.events[-1]["event_time"] + 500
+    probes = [_probe(live, f"c{i}", 150.0 * i + 25.0, at) for i in range(7)]
+    bodies = [orjson.dumps(p) for p in probes] + [b'{"event_id": "x", "event_time": 1000}']
+    answers: dict[int, httpx.Response] = {}
+
+    def send(i: int) -> None:
+        answers[i] = httpx.post(
+            live.url + "/v1/decide",
+            content=bodies[i],
+            headers={**live.headers(DECIDER), "Content-Type": "application/json"},
+            timeout=30,
+        )
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    with live.runner.lock:
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        assert answers == {}
+    for t in threads:
+        t.join(30)
+    for i, probe in enumerate(probes):
+        assert answers[i].status_code == 200, answers[i].text
+        _expect(answers[i].json(), live, probe)
+    assert answers[len(probes)].status_code == 422
+    assert answers[len(probes)].json()["reason"] == "too_late"
+
+
+@pytest.mark.parametrize("query", ["ingest=false", "ingest=No", "ingest=0", "ingest=1&ingest=0"])
+def test_ingest_false_spellings(client: httpx.Client, live: Live, query: str) -> None:
+    """``ingest`` reads as FastAPI reads a bool (the last one counts); none of these ingest."""
+    probe = _probe(live, "c3", 12.0, live.events[-1]["event_time"] + 500)
+    r = client.post(f"/v1/decide?{query}", json=probe)
+    assert r.status_code == 200, r.text
+    assert r.json()["ingested"] is False
+
+
+@pytest.mark.parametrize("query", ["ingest=maybe", "ingest=", "ingest=0&ingest=perhaps"])
+def test_bad_ingest_is_422_after_the_key_check(live: Live, query: str) -> None:
+    body = orjson.dumps(_probe(live, "c3", 12.0, live.events[-1]["event_time"] + 500))
+    ctype = {"Content-Type": "application/json"}
+    r = httpx.post(f"{live.url}/v1/decide?{query}", content=body, headers=ctype)
+    assert (r.status_code, r.json()) == (401, {"error": "missing API key"})
+    assert r.headers["www-authenticate"] == "Bearer"
+    r = httpx.post(
+        f"{live.url}/v1/decide?{query}", content=body, headers={**ctype, **live.headers(DECIDER)}
+    )
+    assert r.status_code == 422
+    assert r.json() == {
+        "error": "query.ingest: Input should be a valid boolean, unable to interpret input"
+    }
+
+
+def test_decide_is_post_only_and_documented(client: httpx.Client) -> None:
+    r = client.get("/v1/decide")
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
+    op = client.get("/openapi.json").json()["paths"]["/v1/decide"]["post"]
+    assert [p["name"] for p in op["parameters"]] == ["ingest"]
+    assert op["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert {"200", "401", "403", "413", "415", "422", "503"} <= set(op["responses"])
 
 
 @pytest.fixture(scope="module")

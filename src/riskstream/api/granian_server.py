@@ -1,9 +1,9 @@
 """The API on granian (a Rust HTTP server), embedded in an asyncio loop on a daemon thread.
 
 Measured against uvicorn on the same engine and endpoint (``bench/api_decide.py --servers
-uvicorn,granian``); chosen with ``RISKSTREAM_HTTP_SERVER=granian`` or as the default when it
-wins (``api.server.DEFAULT_HTTP_SERVER``). Granian parses HTTP and writes responses in Rust
-threads that do not hold the GIL; only the ASGI app runs Python.
+uvicorn,granian``) it won, so it is the default (``api.server.DEFAULT_HTTP_SERVER``;
+``RISKSTREAM_HTTP_SERVER=uvicorn`` picks the other). Granian parses HTTP and writes responses
+in Rust threads that do not hold the GIL; only the ASGI app runs Python.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def serve_granian(
         from granian.server.embed import Server
     except ImportError:
         raise UsageError(
-            "RISKSTREAM_HTTP_SERVER=granian needs granian (pip install 'riskstream[bench]')"
+            "granian is not installed (pip install granian==2.8.7), "
+            "or set RISKSTREAM_HTTP_SERVER=uvicorn"
         ) from None
 
     host, port = sock.getsockname()[:2]

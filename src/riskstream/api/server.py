@@ -5,10 +5,11 @@
 free port. Without API keys (``RISKSTREAM_API_KEYS`` / ``RISKSTREAM_API_KEYS_FILE``) the
 API is open and only a loopback address may be bound.
 
-Two ASGI servers can carry the app (``RISKSTREAM_HTTP_SERVER``): ``uvicorn`` (default) and
-``granian`` (Rust HTTP stack, embedded in this process's asyncio loop; see
-``api/granian_server.py``). ``bench/api_decide.py --servers uvicorn,granian`` measures both
-on the same engine in one run (BENCHMARKS.md, "Issue 17: latency").
+Two ASGI servers can carry the app (``RISKSTREAM_HTTP_SERVER``): ``granian`` (default; Rust
+HTTP stack, embedded in this process's asyncio loop, see ``api/granian_server.py``) and
+``uvicorn``. ``bench/api_decide.py --servers uvicorn,granian`` measures both on the same
+engine in one run: granian carried 1.1-1.7x uvicorn's decide requests (BENCHMARKS.md,
+"Issue 17: decide"). The API's integration tests run on both.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from riskstream.store.factory import store_dsn as store_dsn_of
 
 #: The ASGI server used unless ``RISKSTREAM_HTTP_SERVER`` says otherwise (the faster one in
 #: ``bench/api_decide.py --servers uvicorn,granian``).
-DEFAULT_HTTP_SERVER = "uvicorn"
+DEFAULT_HTTP_SERVER = "granian"
 
 
 class ServerHandle:

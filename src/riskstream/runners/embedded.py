@@ -180,7 +180,7 @@ class EmbeddedRunner:
             if callable(setter):
                 setter(fn)
         provider = getattr(self.source, "set_positions_provider", None)
-        if getattr(self._store, "shared", False) and callable(provider):
+        if self._store.shared and callable(provider):
             # A shared store is the truth: a partition handed over resumes where the store
             # says (its previous owner's last checkpoint), not at Kafka's committed offset.
             provider(lambda: self._store.positions(self.source.name))
@@ -221,7 +221,7 @@ class EmbeddedRunner:
             self.log(f"resuming {self.source.name} at {positions}")
         self.positions = dict(positions)
         self._restore_state(store, meta)
-        early = not getattr(store, "shared", False)
+        early = not store.shared
         if early:
             orphans = adopt_orphans(store, self.pipeline, meta)
             if orphans:
@@ -293,10 +293,10 @@ class EmbeddedRunner:
                 self.stats.cases += len(outcome.cases)
                 self._since_events += len(batch.lines)
                 self._dirty = True
-            if not self.writer.busy:
-                # While a checkpoint is being written the store is taken (one connection per
-                # process at a time): the cases wait for it or for the next checkpoint, which
-                # commits them first, rather than stall the engine behind the bulk write.
+            if not self.writer.busy or self._store.concurrent_commits:
+                # A store that cannot commit beside the bulk write in flight (one connection
+                # per process at a time) makes the cases wait for it or for the next
+                # checkpoint, which commits them first, rather than stall the engine.
                 self._commit_cases()
             self.deadline.observe(len(batch.lines), time.perf_counter() - t_read)
             if batch.resume and any(self.positions.get(p) != v for p, v in batch.resume.items()):

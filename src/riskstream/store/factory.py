@@ -71,7 +71,8 @@ def open_store(
     """
     url = store_dsn(spec, dsn)
     if url is None:
-        return DuckStore(data_dir, read_only=read_only)
+        # An engine keeps the file open while it runs (store/duckdb/held.py).
+        return DuckStore(data_dir, read_only=read_only, hold=engine and not read_only)
     from riskstream.store.postgres import PgStore
 
     return PgStore(

@@ -68,6 +68,17 @@ class Store(BucketReader, Protocol):
         """True when this handle cannot write (a query service over another process's store)."""
         ...
 
+    @property
+    def shared(self) -> bool:
+        """True when several engines write this store (cases travel in the bucket checkpoint)."""
+        ...
+
+    @property
+    def concurrent_commits(self) -> bool:
+        """True when a small commit (the case outbox) runs beside a checkpoint in flight
+        instead of waiting for it."""
+        ...
+
     # ---- the checkpoint (one transaction) ----------------------------------------------
 
     def write_checkpoint(self, cp: Checkpoint) -> None:

@@ -1,8 +1,8 @@
 """The embedded store: one DuckDB file in the data dir holding buckets, positions and the case outbox.
 
-The run process opens the file only while it writes a checkpoint, so ``riskstream
-query`` in another process can read between checkpoints; both sides retry briefly
-on DuckDB's file lock.
+The run process keeps the file open (``hold``); ``riskstream query`` in another process asks
+it to let go and reads between checkpoints (``held.py``); both sides retry briefly on DuckDB's
+file lock.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ DB_NAME = "riskstream.duckdb"
 
 
 class DuckDBStore(Reads, Checkpoints, Upkeep, LabTables, SharedQueries, LabQueries):
-    """Access to ``DATA_DIR/riskstream.duckdb``; every method opens, works, closes.
+    """Access to ``DATA_DIR/riskstream.duckdb``; every method opens, works, closes (or borrows
+    the connection the process holds: ``hold``, for the engine).
 
     Its parts, by job: ``connection`` (opening, locking), ``schema`` (migrations), ``keys``
     (the key dictionary), ``checkpoint`` (the write transaction), ``upkeep`` (roll-up, fold,
@@ -39,6 +40,7 @@ class DuckDBStore(Reads, Checkpoints, Upkeep, LabTables, SharedQueries, LabQueri
         read_only: bool = False,
         lock_wait_s: float = 30.0,
         keep_open: bool = False,
+        hold: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_NAME
@@ -57,6 +59,8 @@ class DuckDBStore(Reads, Checkpoints, Upkeep, LabTables, SharedQueries, LabQueri
                 migrate(con)
             for name in (DB_NAME, DB_NAME + ".wal"):
                 narrow_path(self.data_dir / name)
+            if hold:
+                self.hold()
         elif not self.path.exists():
             raise StoreError(
                 f"no store in {str(self.data_dir)!r} (run a pipeline with --data-dir first)"

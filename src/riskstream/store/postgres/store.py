@@ -52,6 +52,8 @@ class PgStore(Upkeep, SharedQueries, LabQueries):
     """A PostgreSQL schema holding one pipeline's state (see ``store.postgres.schema``)."""
 
     shared = True
+    #: Cases travel in the bucket checkpoint (``shared``): no early commit to run beside it.
+    concurrent_commits = False
     _ROW_LOCK = " FOR UPDATE"
 
     def __init__(

@@ -25,7 +25,9 @@ def _truncate_half(data: bytearray) -> bytearray:
 
 
 def _drop_tail(data: bytearray) -> bytearray:
-    return data[:-4096]
+    # The last quarter: whole 256 KiB DuckDB blocks. Only 4 KiB used to be cut, but the file
+    # of an engine that kept its connection ends in free blocks a query never reads.
+    return data[: len(data) * 3 // 4]
 
 
 def _zero_header(data: bytearray) -> bytearray:

@@ -124,7 +124,11 @@ class EmbeddedRunner:
             self._install_signals()
         with DataDirLock(self.data_dir):
             store = open_store(self.spec, self.data_dir, self.store_dsn, engine=True, log=self.log)
-            self._recover(store)
+            try:
+                self._recover(store)
+            except BaseException:
+                store.close()  # the kept connection too, before the one-line error
+                raise
             self.running = True
             self._attach_source_hooks()
             self.writer = CheckpointWriter()

@@ -41,7 +41,7 @@ def ask_to_read(db: Path) -> None:
     just means the reader waits for the engine to stop)."""
     path = request_path(db)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             os.utime(fd)
         finally:

@@ -761,8 +761,23 @@ from riskstream.query.range import query_range
 spec_path, store_dir, events_path, n, mode, budget = sys.argv[1:7]
 n, budget = int(n), float(budget)
 spec = load_spec(Path(spec_path))
-store = Store(store_dir, read_only=True, keep_open=mode == "keep")
+store = Store(store_dir, read_only=True, keep_open=mode in ("keep", "index"))
 wm = int(store.meta()["watermark"])
+ask = lambda key, frm, to: query_range(spec, store, "card", key, frm, to)
+extra = {}
+if mode == "index":
+    # The serving process: the engine's in-memory range index, loaded from the same store
+    # (as the API loads it at start), answering without the store.
+    import resource
+    from riskstream.query.index import RangeIndex
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    index = RangeIndex(spec)
+    t0 = time.perf_counter()
+    index.load(store, None)
+    extra = {"load_s": time.perf_counter() - t0, "index_mib": index.nbytes() / 2**20,
+             "peak_rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024}
+    def ask(key, frm, to):
+        return index.answer("card", key, frm, to)
 ev = pl.read_ndjson(events_path, schema={"card_id": pl.Utf8, "event_time": pl.Int64})
 per_card = ev.group_by("card_id").agg(pl.len().alias("n"), pl.col("event_time").max().alias("t"))
 rng = random.Random(1)
@@ -779,7 +794,7 @@ def count_of(ans):
 # count exactly the card's events in the file.
 wrong = []
 for key in rng.sample(keys, min(50, len(keys))):
-    ans = query_range(spec, store, "card", key, wm + 1 - 90 * day, wm + 1)
+    ans = ask(key, wm + 1 - 90 * day, wm + 1)
     if count_of(ans) != truth[key]:
         wrong.append([key, count_of(ans), truth[key]])
 # Timed: a 90-day range ending inside the last minute (second tier) and starting at a
@@ -792,8 +807,15 @@ for i in range(n):
     to = wm + 1 - rng.randrange(0, 60_000)
     frm = to - 90 * day + rng.randrange(0, 3_600_000)
     t0 = time.perf_counter()
-    ans = query_range(spec, store, "card", key, frm, to)
+    ans = ask(key, frm, to)
     lat.append((time.perf_counter() - t0) * 1000)
+    if mode == "index" and i % 20 == 0:
+        # The same answer as the store's (floats to rounding: the merge order differs).
+        want = query_range(spec, store, "card", key, frm, to)
+        same = all(abs(ans[k] - want[k]) <= 1e-9 * max(1.0, abs(want[k])) if isinstance(want[k], float)
+                   else ans[k] == want[k] for k in want if k != "stats")
+        extra["compared"] = extra.get("compared", 0) + 1
+        extra["differ"] = extra.get("differ", 0) + (not same)
     nonzero += bool(count_of(ans))
     if time.perf_counter() > t_end and len(lat) >= 100:
         break
@@ -801,14 +823,15 @@ lat.sort()
 k = len(lat)
 print(json.dumps({"n": k, "p50": lat[k // 2], "p99": lat[max(0, -(-k * 99 // 100) - 1)],
     "max": lat[-1], "nonzero": nonzero, "checked": min(50, len(keys)), "wrong": wrong[:5],
-    "wrong_n": len(wrong), "sample": ans}, default=str))
+    "wrong_n": len(wrong), "sample": ans, **extra}, default=str))
 """
 
 
 def bench_query(store: Path, path: Path, n: int = 2000, budget_s: float = 60.0) -> dict[str, Any]:
-    """p50/p99 of ``query_range`` with a connection per call and with a kept connection."""
+    """p50/p99 of ``query_range`` with a connection per call and with a kept connection, and
+    of the serving process's in-memory range index (``index``) over the same store."""
     out: dict[str, Any] = {"budget_s": budget_s}
-    for mode, count in (("open", max(100, n // 10)), ("keep", n)):
+    for mode, count in (("open", max(100, n // 10)), ("keep", n), ("index", 5 * n)):
         args = [PY, "-c", QUERY_CODE, str(SPEC), str(store), str(path), str(count), mode]
         args.append(str(budget_s))
         res = run_measured(args, env=env_for(None))

@@ -95,6 +95,15 @@ def generate(
     out.print(f"wrote {n:,} events to {out_path}", highlight=False)
 
 
+QueryIndexOpt = Annotated[
+    bool,
+    typer.Option(
+        "--query-index/--no-query-index",
+        help="With the API: answer range queries of numeric metrics from memory.",
+    ),
+]
+
+
 @app.command()
 def run(
     config: SpecOpt,
@@ -125,6 +134,7 @@ def run(
         bool, typer.Option("--serve", help="Also serve the HTTP API and web UI.")
     ] = False,
     port: Annotated[int, typer.Option("--port", help="HTTP port with --serve.")] = 8080,
+    query_index: QueryIndexOpt = True,
     store_dsn: StoreDsnOpt = None,
     engine: Annotated[
         str,
@@ -183,6 +193,7 @@ def run(
         serve=_server(port) if serve else None,
         console=err,
         store_dsn=store_dsn,
+        query_index=query_index,
     )
     if summary_json is not None:
         summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
@@ -202,6 +213,7 @@ def serve(
             "--until-end", help="Stop ingesting at the end of a bounded source (keep serving)."
         ),
     ] = False,
+    query_index: QueryIndexOpt = True,
     store_dsn: StoreDsnOpt = None,
 ) -> None:
     """Run the pipeline and serve the HTTP API and web UI from the same process."""
@@ -215,6 +227,7 @@ def serve(
         serve=_server(port),
         console=err,
         store_dsn=store_dsn,
+        query_index=query_index,
     )
 
 

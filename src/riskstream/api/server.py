@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 
+from riskstream.api import rangeindex
 from riskstream.api.app import create_app
 from riskstream.api.auth import KeyRing
 from riskstream.api.context import ApiContext
@@ -135,6 +136,7 @@ def serve_context(
         stop, thread = _serve_uvicorn(create_app(ctx), sock)
     if stop is None:
         raise UsageError(f"the API server on {host}:{actual} failed to start")
+    rangeindex.warm(ctx)
     handle = ServerHandle(stop, thread, host, actual, kind)
     say(f"API and web UI on {handle.url}/ ({kind})")
     return handle

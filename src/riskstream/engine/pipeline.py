@@ -37,6 +37,7 @@ from riskstream.engine.decode import (
     one_line,
     wall_clock_ms,
 )
+from riskstream.engine.listener import BatchListener
 from riskstream.engine.metrics import CompiledMetric, Pending
 from riskstream.models.scoring import BatchScores, ModelSet
 from riskstream.rules import CompiledExpr, FeatureRef, ListRegistry, model_column
@@ -142,6 +143,8 @@ class Pipeline:
         self._install_rules(spec)
         self.decoder = self._decoder(spec)
         self.pending = Pending()
+        #: Told of each applied batch, checkpoint and reload (the serving process's range index).
+        self.listener: BatchListener | None = None
         self.watermark: int | None = None
         self.next_seq = 0
         self.next_case_seq = 1
@@ -395,6 +398,8 @@ class Pipeline:
             self.pending.add(m, contribs[m.name], self.spec.tiers)
         self._advance_tails(contribs)
         self.watermark = max_t if self.watermark is None else max(self.watermark, max_t)
+        if self.listener is not None:
+            self.listener.batch(contribs)
         self._committing = False
         return BatchOutcome(
             frame.height,
@@ -631,6 +636,8 @@ class Pipeline:
             cp.meta["watermark"] = str(self.watermark)
         self._new_throttles.clear()
         self._rule_hits.clear()
+        if self.listener is not None:
+            self.listener.checkpointed(self.watermark)
 
         def prepare() -> None:
             cp.partials, cp.sketches, cp.distributions = taken.frames()
@@ -684,6 +691,8 @@ class Pipeline:
             if key in self._groups and rows.height:
                 self._groups[key].values = [rows]
         self.throttles.update(throttles)
+        if self.listener is not None:
+            self.listener.reset()
 
     def pending_rule_hits(self) -> dict[str, int]:
         """Rule hits counted since the last checkpoint (not yet in the store)."""

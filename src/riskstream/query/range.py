@@ -16,7 +16,7 @@ from riskstream.query.stitch import Plan, plan_range
 from riskstream.spec.model import PipelineSpec
 from riskstream.store.protocol import BucketReader
 
-__all__ = ["Pending", "iso", "parse_time", "query_range"]
+__all__ = ["Pending", "answer", "check_query", "iso", "parse_time", "query_range"]
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,7 @@ def query_range(
     pending: Pending | None = None,
 ) -> dict[str, Any]:
     """The stitched answer as the JSON-ready dict printed by ``riskstream query``."""
-    if metric not in spec.metrics:
-        known = ", ".join(sorted(spec.metrics)) or "none"
-        raise UsageError(f"unknown metric {metric!r} (metrics: {known})")
-    if to <= frm:
-        raise UsageError(f"empty range: --to ({to}) must be after --from ({frm})")
+    check_query(spec, metric, frm, to)
     m = spec.metrics[metric]
     plans: list[Plan] = []
 
@@ -104,6 +100,22 @@ def query_range(
             if total is None
             else dict(sorted(zip(total["category"], total["count"].to_list(), strict=True)))
         )
+    return answer(metric, key, frm, to, plan, stats)
+
+
+def check_query(spec: PipelineSpec, metric: str, frm: int, to: int) -> None:
+    """UsageError for an unknown metric or an empty range."""
+    if metric not in spec.metrics:
+        known = ", ".join(sorted(spec.metrics)) or "none"
+        raise UsageError(f"unknown metric {metric!r} (metrics: {known})")
+    if to <= frm:
+        raise UsageError(f"empty range: --to ({to}) must be after --from ({frm})")
+
+
+def answer(
+    metric: str, key: str, frm: int, to: int, plan: Plan, stats: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON-ready answer of a stitched query (``riskstream query``, the API, the index)."""
     return {
         "metric": metric,
         "key": key,

@@ -10,6 +10,7 @@ from riskstream.core.case import Case
 from riskstream.core.events import RawBatch
 from riskstream.engine.single import SingleScorer, scorer_for
 from riskstream.models.scoring import ModelSet
+from riskstream.query.index import RangeIndex
 from riskstream.query.range import Pending
 from riskstream.runners.embedded import EmbeddedRunner
 from riskstream.runners.live import EngineState, LiveEngine, LiveRule, RuleHits
@@ -21,8 +22,11 @@ from riskstream.spec.model import PipelineSpec
 class EmbeddedLive:
     """A :class:`LiveEngine` over an :class:`EmbeddedRunner` (running, or finished)."""
 
-    def __init__(self, runner: EmbeddedRunner) -> None:
+    def __init__(self, runner: EmbeddedRunner, *, index: bool = True) -> None:
         self._runner = runner
+        #: Stitched range answers from memory (``query.index``), fed by the pipeline.
+        self._index = RangeIndex(runner.spec) if index else None
+        runner.pipeline.listener = self._index
 
     @property
     def spec(self) -> PipelineSpec:
@@ -81,6 +85,9 @@ class EmbeddedLive:
         pending = self._runner.pipeline.pending
         parts, sketches, dists = pending.frames()
         return Pending(parts, sketches, dists, dict(pending.rolled))
+
+    def range_index(self) -> RangeIndex | None:
+        return self._index
 
     def rules(self) -> list[LiveRule]:
         return [

@@ -18,6 +18,7 @@ from riskstream.core.case import Case
 from riskstream.core.events import RawBatch
 from riskstream.engine.single import SingleScorer
 from riskstream.models.scoring import ModelSet
+from riskstream.query.index import RangeIndex
 from riskstream.query.range import Pending
 from riskstream.runners.stats import RunStats
 from riskstream.sinks.base import SinkStats
@@ -104,6 +105,11 @@ class LiveEngine(Protocol):
 
     def pending(self) -> Pending:
         """Buckets processed but not yet checkpointed (call under :meth:`locked`)."""
+        ...
+
+    def range_index(self) -> RangeIndex | None:
+        """The in-memory range index the engine keeps current (None: turned off). The API
+        loads it under :meth:`settled` when it is not loaded, then reads it without a lock."""
         ...
 
     def rules(self) -> list[LiveRule]:

@@ -62,8 +62,10 @@ def run_pipeline(
     serve: Serve | None = None,
     console: Console | None = None,
     store_dsn: str | None = None,
+    query_index: bool = True,
 ) -> dict[str, Any]:
-    """Run the pipeline in ``config`` and return the summary (serving the API with ``serve``)."""
+    """Run the pipeline in ``config`` and return the summary (serving the API with ``serve``;
+    ``query_index``: the engine keeps the API's in-memory range index)."""
     from riskstream.sources.uri import build_source, source_spec_from_uri
 
     console = console or Console(stderr=True)
@@ -88,7 +90,8 @@ def run_pipeline(
     runner = EmbeddedRunner(
         spec, source, data_dir, sinks, spec_path=config, log=log, store_dsn=store_dsn
     )
-    server = serve(spec, data_dir, EmbeddedLive(runner), log) if serve is not None else None
+    live = EmbeddedLive(runner, index=query_index) if serve is not None else None
+    server = serve(spec, data_dir, live, log) if serve is not None else None
     with Progress(console, enabled=not quiet) as progress:
         runner.on_batch = progress.update
         stats = runner.run()

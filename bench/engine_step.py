@@ -7,7 +7,8 @@ two source trees in one session (alternate them; the machine is shared):
     .venv/bin/python bench/engine_step.py ev.jsonl --events 200000 --tails
 
 ``--tails`` also prints each feature group's tail (rows, MiB) at the end: the engine's own
-memory for the spec, without the store.
+memory for the spec, without the store. ``--index`` feeds the serving process's range index
+(``query.index``) as ``riskstream run --serve`` does, and prints its size and runs at the end.
 """
 
 from __future__ import annotations
@@ -17,11 +18,25 @@ import resource
 import time
 from pathlib import Path
 
+import polars as pl
+
 from riskstream.core.events import RawBatch
 from riskstream.engine.pipeline import Pipeline
+from riskstream.query.index import RangeIndex
+from riskstream.query.runs import SCHEMA
 from riskstream.spec.load import load_spec
 
 SPEC = Path(__file__).parent / "specs" / "bench.yaml"
+
+
+class _Empty:
+    """An empty store for the index to load from."""
+
+    def meta(self) -> dict[str, str]:
+        return {}
+
+    def buckets(self, metric: str, tier: str, key: str | None, lo: int, hi: int) -> pl.DataFrame:
+        return pl.DataFrame(schema=SCHEMA)
 
 
 def main() -> None:
@@ -32,8 +47,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20_000)
     ap.add_argument("--spec", type=Path, default=SPEC)
     ap.add_argument("--tails", action="store_true")
+    ap.add_argument("--index", action="store_true")
     args = ap.parse_args()
     p = Pipeline(load_spec(args.spec))
+    index = RangeIndex(p.spec) if args.index else None
+    if index is not None:
+        index.load(_Empty(), None)
+        p.listener = index
     elapsed = 0.0
     n = 0
     with args.file.open("rb") as f:
@@ -50,6 +70,9 @@ def main() -> None:
             assert not out.quarantined, out.quarantined[:3]
             n += len(lines)
     print(f"{n:,} events in {elapsed:.2f} s: {n / elapsed:,.0f} events/s")
+    if index is not None:
+        runs = {m: index.runs(m) for m in sorted(index.metrics)}
+        print(f"  range index: {index.nbytes() / 2**20:.1f} MiB of arrays, runs {runs}")
     if args.tails:
         total = 0.0
         for (metric, tier), g in p.feature_groups.items():

@@ -273,7 +273,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             lines += [
                 f"Range index: loaded from the store in {ix.get('load_s', 0):.2f} s, "
                 f"{ix.get('index_mib', 0):.1f} MiB of arrays; {ix.get('differ', 0)} of "
-                f"{ix.get('compared', 0)} sampled answers differ from the kept-connection store query.",
+                f"{ix.get('compared', 0)} sampled answers differ from the kept-connection store query; "
+                f"CPU time of the querying thread p50 {ix.get('cpu_p50', 0):.3f} ms, "
+                f"p99 {ix.get('cpu_p99', 0):.3f} ms.",
                 "",
             ]
             targets.append(

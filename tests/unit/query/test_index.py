@@ -111,13 +111,18 @@ def _kept(events: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 def _ranges(
-    spec: PipelineSpec, wm: int | None, times: list[int], raw: list[tuple[int, int]]
+    spec: PipelineSpec,
+    wm: int | None,
+    times: list[int],
+    raw: list[tuple[int, int]],
+    *,
+    edges: bool = True,
 ) -> list[tuple[int, int]]:
     """Random ranges over the data, and ranges starting or ending at each retention edge."""
     lo_t, hi_t = min(times) - DAY, max(times) + HOUR
     out = [(lo_t + a % (hi_t - lo_t), 0) for a, _ in raw]
     out = [(f, f + 1 + b % (hi_t - f)) for (f, _), (_, b) in zip(out, raw, strict=True)]
-    for edge in spec.available_from(wm).values():
+    for edge in spec.available_from(wm).values() if edges else ():
         if lo_t < edge < hi_t:
             out += [(edge - 1, hi_t), (edge, hi_t), (edge + 1, edge + 2 * HOUR), (lo_t, edge)]
             # Edges at random milliseconds within an hour of the retention edge.
@@ -150,7 +155,7 @@ def _brute(out: dict[str, Any], kept: list[dict[str, object]], key: str) -> None
 
 
 @settings(
-    max_examples=25,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -181,9 +186,12 @@ def test_index_answers_as_the_store_and_brute_force(
         kept = _kept(events[:cut])
         times = [int(str(e["t"])) for e in kept]
         pending = _live_pending(pipe)
-        for frm, to in _ranges(spec, pipe.watermark, times, raw):
-            for metric in ("m", "n"):
-                for key in ("a", "é|x", "zz"):
+        last = cut == cuts[-1]
+        # After every batch the random ranges; after the last one the retention edges too.
+        ranges = _ranges(spec, pipe.watermark, times, raw, edges=last)
+        for frm, to in ranges:
+            for metric in ("m", "n") if last else ("m",):
+                for key in ("a", "é|x", "zz") if last else ("a",):
                     want = query_range(spec, store, metric, key, frm, to, pending=pending)
                     got = index.answer(metric, key, frm, to)
                     _brute(want, kept, key)
@@ -192,7 +200,7 @@ def test_index_answers_as_the_store_and_brute_force(
     fresh = RangeIndex(spec, ["m"])
     fresh.load(store, None)
     for frm, to in _ranges(spec, pipe.watermark, times, raw):
-        for key in ("a", "c", "é|x"):
+        for key in ("a", "é|x"):
             _same(fresh.answer("m", key, frm, to), index.answer("m", key, frm, to))
     assert fresh.answer("n", "a", T0, T0 + 1) is None  # not kept: the store answers
 

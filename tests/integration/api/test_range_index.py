@@ -67,8 +67,10 @@ def _same(got: dict[str, object], want: dict[str, object]) -> bool:
     return True
 
 
-def test_index_answers_as_store_and_brute_force_while_events_arrive(tmp_path: Path) -> None:
-    live = start_live(tmp_path / "live", n=1200, seed=11)
+def test_index_answers_as_store_and_brute_force_while_events_arrive(
+    tmp_path: Path, http_server: str
+) -> None:
+    live = start_live(tmp_path / "live", n=1200, seed=11, server=http_server)
     try:
         rng = random.Random(5)
         with httpx.Client(base_url=live.url, headers=live.headers(ADMIN), timeout=30) as client:

@@ -10,7 +10,7 @@ boundary of that tier or a coarser one), so one binary search per end finds the 
 What it keeps: per numeric metric (stats within count/sum/avg/min/max/var/stddev; others
 fall back to the store), the finest tier's partials of every batch the engine applies
 (:meth:`RangeIndex.batch`, on the engine thread under its lock), in key-sorted runs
-(``query.runs``) merged as they grow (each merge at most a quarter the size of the run
+(``query.runs``) merged as they grow (a run at most an eighth the size of the run
 below it stays separate, so there are O(log n) runs); a merge re-buckets what fell out of a
 tier's retention into the next coarser tier and drops what no tier retains. The plan uses
 the watermark of the last checkpoint, as ``query_range`` on the store does. Readers take
@@ -37,7 +37,7 @@ from riskstream.spec.model import PipelineSpec
 __all__ = ["BucketSource", "RangeIndex", "indexable"]
 
 #: A merge happens when the run below is at most this many times the size of the new one.
-_FANOUT: Final[int] = 4
+_FANOUT: Final[int] = 8
 _TIME: Final[str] = "_t"
 _VALUE: Final[str] = "v"
 

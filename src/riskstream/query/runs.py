@@ -184,5 +184,10 @@ def merge(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows sharing key and start merged into one, sorted by key and start (nulls as NaN)."""
     if not frame.height:
         return frame
-    merged = merge_rows(frame.with_columns(pl.col("min", "max").fill_nan(None)), ["key", "start"])
-    return merged.select(COLUMNS).sort("key", "start")
+    frame = frame.with_columns(pl.col("min", "max").fill_nan(None))
+    # Most buckets are in one run only: merge just the repeated ones (the merge is costly).
+    dup = pl.struct("key", "start").is_duplicated()
+    once, twice = frame.filter(~dup), frame.filter(dup)
+    if twice.height:
+        once = pl.concat([once, merge_rows(twice, ["key", "start"]).select(COLUMNS)])
+    return once.select(COLUMNS).sort("key", "start")

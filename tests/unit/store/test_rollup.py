@@ -78,6 +78,8 @@ def _run(
 ) -> tuple[Store, Pipeline, list[dict[str, object]]]:
     spec = parse_spec(_spec(tiers))
     store = Store(tmp)
+    # Upkeep in key-id slices: one key per slice, two, or all at once (the default size).
+    store.slice_rows = (1, 2, store.slice_rows)[len(events) % 3]
     pipe = Pipeline(spec)
     pipe.pending.set_rolled(store.configure_tiers(spec.tiers))
     lines = [json.dumps(e).encode() for e in events]

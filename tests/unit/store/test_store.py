@@ -37,17 +37,21 @@ def _checkpoint(rows: list[tuple[str, int, float]]) -> Checkpoint:
     )
 
 
-def test_appended_checkpoints_fold_without_changing_answers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("slice_rows", [1, 150, 10**6])
+def test_appended_checkpoints_fold_without_changing_answers(
+    tmp_path: Path, slice_rows: int
+) -> None:
     rnd = random.Random(1)
     store = Store(tmp_path)
+    store.slice_rows = slice_rows  # a slice per key, a few keys per slice, or one slice
     rows = [
-        (rnd.choice("ab"), T0 + rnd.randint(0, 3_600_000), rnd.randint(-500, 500) / 4)
+        (rnd.choice("abcde"), T0 + rnd.randint(0, 3_600_000), rnd.randint(-500, 500) / 4)
         for _ in range(600)
     ]
     for i in range(0, 600, 100):
         store.write_checkpoint(_checkpoint(rows[i : i + 100]))
     before = store.select("SELECT count(*) FROM buckets")[0][0]
-    answers = [query_range(SPEC, store, "m", k, T0, T0 + 3_600_001) for k in "ab"]
+    answers = [query_range(SPEC, store, "m", k, T0, T0 + 3_600_001) for k in "abcde"]
     store.fold()
     after = store.select("SELECT count(*) FROM buckets")[0][0]
     assert after < before
@@ -57,7 +61,7 @@ def test_appended_checkpoints_fold_without_changing_answers(tmp_path: Path) -> N
         )[0][0]
         == after
     )
-    for k, old in zip("ab", answers, strict=True):
+    for k, old in zip("abcde", answers, strict=True):
         new = query_range(SPEC, store, "m", k, T0, T0 + 3_600_001)
         vals = [v for key, _, v in rows if key == k]
         mean = math.fsum(vals) / len(vals)

@@ -15,6 +15,7 @@ import polars as pl
 from riskstream.core import layout, sketch
 from riskstream.core.stats import m2_merge_sql
 from riskstream.core.tiers import TIERS
+from riskstream.store.duckdb import slices
 
 _PREFIX = layout.MARK_PREFIX
 
@@ -64,8 +65,14 @@ def roll_up(
     watermark: int,
     tiers: Sequence[str],
     slot_of: Callable[[str, str], int],
+    slice_rows: int = slices.SLICE_ROWS,
 ) -> dict[str, int]:
-    """Roll every bucket closed before ``watermark``'s bucket into each coarser tier."""
+    """Roll every bucket closed before ``watermark``'s bucket into each coarser tier.
+
+    Rows are rolled in key-id slices of about ``slice_rows`` source rows (a bucket's rows
+    share its key id, so each slice makes whole buckets): working memory follows the slice,
+    not the span rolled (see ``slices``). One transaction for all: the marks move with it.
+    """
     ladder = layout.ladder_of(tiers)
     marks = {t: layout.mark(read_marks(con), ladder, t) for t in ladder[1:]}
     target = layout.next_marks(watermark, ladder, marks)
@@ -81,7 +88,7 @@ def roll_up(
         if parts:
             # Read per tier: rolling the finer tier may have just made its first slots.
             slots = con.execute("SELECT slot, metric, tier FROM slots").fetchall()
-            _roll_tier(con, tier, parts, slots, slot_of)
+            _roll_tier(con, tier, parts, slots, slot_of, slice_rows)
         marks[tier] = new
         write_marks(con, ladder, marks)
     return marks
@@ -93,6 +100,7 @@ def _roll_tier(
     parts: list[tuple[str, int, int]],
     slots: list[tuple[int, str, str]],
     slot_of: Callable[[str, str], int],
+    slice_rows: int,
 ) -> None:
     by_tier: dict[str, list[tuple[int, str]]] = {str(t): [] for _, _, t in slots}
     for slot, metric, src_tier in slots:
@@ -108,19 +116,15 @@ def _roll_tier(
         )
         con.executemany("INSERT INTO _src VALUES (?, ?, ?, ?)", src_rows)
         st = TIERS[tier].start_sql("r.start")
-        # Partials merge exactly (Chan et al.): m2 = sum(m2_i + n_i (mean_i - mean)^2).
-        con.execute(
-            f"""INSERT INTO bucket_rows
-            WITH x AS (SELECT s.tslot, r.kid, {st} AS st, r.count, r.sum, r.min, r.max, r.m2
-                       FROM bucket_rows r JOIN _src s
-                       ON r.slot = s.slot AND r.start >= s.lo AND r.start < s.hi),
-                 g AS (SELECT tslot, kid, st, sum(count) AS n, sum(sum) AS total
-                       FROM x GROUP BY ALL)
-            SELECT x.tslot, x.kid, x.st, any_value(g.n), any_value(g.total), min(x.min),
-                   max(x.max), {m2_merge_sql("x.count", "x.sum", "x.m2", "g.n", "g.total")}
-            FROM x JOIN g USING (tslot, kid, st) GROUP BY x.tslot, x.kid, x.st"""
-        )
-        _roll_sketches(con, st)
+        join = "JOIN _src s ON r.slot = s.slot AND r.start >= s.lo AND r.start < s.hi"
+        for table in ("bucket_rows", "sketch_rows"):
+            rows = f"SELECT r.kid FROM {table} r {join}"
+            for lo, hi in slices.kid_ranges(con, rows, slice_rows=slice_rows):
+                part = f"{join} AND r.kid >= {lo} AND r.kid < {hi}"
+                if table == "bucket_rows":
+                    _roll_buckets(con, st, part)
+                else:
+                    _roll_sketches(con, st, part)
         con.execute("DROP TABLE _src")
     dst = TIERS[tier].start_sql("r.start")
     cond = " OR ".join("(r.tier = ? AND r.start >= ? AND r.start < ?)" for _ in parts)
@@ -135,13 +139,27 @@ def _roll_tier(
     )
 
 
-def _roll_sketches(con: duckdb.DuckDBPyConnection, st: str) -> None:
+def _roll_buckets(con: duckdb.DuckDBPyConnection, st: str, join: str) -> None:
+    # Partials merge exactly (Chan et al.): m2 = sum(m2_i + n_i (mean_i - mean)^2).
+    con.execute(
+        f"""INSERT INTO bucket_rows
+        WITH x AS (SELECT s.tslot, r.kid, {st} AS st, r.count, r.sum, r.min, r.max, r.m2
+                   FROM bucket_rows r {join}),
+             g AS (SELECT tslot, kid, st, sum(count) AS n, sum(sum) AS total
+                   FROM x GROUP BY ALL)
+        SELECT x.tslot, x.kid, x.st, any_value(g.n), any_value(g.total), min(x.min),
+               max(x.max), {m2_merge_sql("x.count", "x.sum", "x.m2", "g.n", "g.total")}
+        FROM x JOIN g USING (tslot, kid, st) GROUP BY x.tslot, x.kid, x.st"""
+    )
+
+
+def _roll_sketches(con: duckdb.DuckDBPyConnection, st: str, join: str) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _sk AS
         SELECT s.tslot, r.kid, {st} AS st,
                list_distinct(flatten(list(r.vals))) AS vals,
                list(r.hll) FILTER (WHERE r.hll IS NOT NULL) AS hlls, sum(r.count) AS count
-        FROM sketch_rows r JOIN _src s ON r.slot = s.slot AND r.start >= s.lo AND r.start < s.hi
+        FROM sketch_rows r {join}
         GROUP BY ALL"""
     )
     small = f"coalesce(len(hlls), 0) = 0 AND coalesce(len(vals), 0) <= {sketch.EXACT_LIMIT}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import duckdb
@@ -11,13 +12,16 @@ import polars as pl
 from riskstream.core import layout, sketch
 from riskstream.core.stats import m2_merge_sql
 from riskstream.errors import StoreError
-from riskstream.store.duckdb import rollup
+from riskstream.store.duckdb import rollup, slices
 from riskstream.store.duckdb.connection import first_line
 from riskstream.store.duckdb.keys import KeyDictionary
 
 
 class Upkeep(KeyDictionary):
-    """Roll-up, fold and retention, each in its own transaction."""
+    """Roll-up, fold and retention, each in its own transaction(s)."""
+
+    #: Rows per slice of the fold and the roll-up (tests set it small to cut at every key).
+    slice_rows: int = slices.SLICE_ROWS
 
     def configure_tiers(self, tiers: Sequence[str]) -> dict[str, int]:
         """Set up lazy roll-up for the spec's ``tiers``; returns the roll marks (core.layout)."""
@@ -36,7 +40,11 @@ class Upkeep(KeyDictionary):
                 try:
                     d = self._ids(con)
                     marks = rollup.roll_up(
-                        con, watermark, tiers, lambda m, t: self._slot(con, d, m, t)
+                        con,
+                        watermark,
+                        tiers,
+                        lambda m, t: self._slot(con, d, m, t),
+                        self.slice_rows,
                     )
                     con.execute("COMMIT")
                 except BaseException:
@@ -76,52 +84,86 @@ class Upkeep(KeyDictionary):
         return True
 
     def fold(self) -> None:
-        """Fold the rows of each bucket into one (appends leave one row per checkpoint)."""
+        """Fold the rows of each bucket into one (appends leave one row per checkpoint).
+
+        In key-id slices of about :attr:`slice_rows` rows, one transaction each: every row
+        of a bucket has the same key id, so a slice folds whole buckets, and readers merge
+        the rows of a bucket whether it is folded or not (a crash between slices is fine).
+        Done at once, the fold's working memory grows with the table (see ``slices``).
+        """
         with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            keys = "slot, kid, start"
-            match = "t.slot = d.slot AND t.kid = d.kid AND t.start = d.start"
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _dup AS SELECT {keys} FROM bucket_rows GROUP BY ALL HAVING count(*) > 1"
-            )
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _folded AS
-                SELECT {keys}, sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
-                       {m2_merge_sql("count", "sum", "m2", "gcount", "gsum")} AS m2
-                FROM (SELECT b.*, sum(b.sum) OVER w AS gsum, sum(b.count) OVER w AS gcount
-                      FROM bucket_rows b SEMI JOIN _dup USING ({keys})
-                      WINDOW w AS (PARTITION BY {keys}))
-                GROUP BY {keys}"""
-            )
-            con.execute(f"DELETE FROM bucket_rows t USING _dup d WHERE {match}")
-            con.execute("INSERT INTO bucket_rows SELECT * FROM _folded")
-            dkeys = "metric, tier, key, start"
-            dmatch = (
-                "t.metric = d.metric AND t.tier = d.tier AND t.key = d.key AND t.start = d.start"
-            )
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _dup AS SELECT {dkeys}, category FROM distribution_rows
-                GROUP BY ALL HAVING count(*) > 1"""
-            )
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _folded AS SELECT {dkeys}, category, sum(count) AS count
-                FROM distribution_rows SEMI JOIN _dup USING ({dkeys}, category) GROUP BY ALL"""
-            )
-            con.execute(
-                f"DELETE FROM distribution_rows t USING _dup d WHERE {dmatch} AND t.category = d.category"
-            )
-            con.execute("INSERT INTO distribution_rows SELECT * FROM _folded")
-            con.execute("CREATE OR REPLACE TEMP TABLE _folded AS SELECT DISTINCT * FROM value_rows")
-            con.execute("DELETE FROM value_rows")
-            con.execute("INSERT INTO value_rows SELECT * FROM _folded")
-            con.execute("DROP TABLE _folded")
-            con.execute("DROP TABLE _dup")
-            self._fold_sketches(con)
-            con.execute("COMMIT")
+            for table, fold_slice in (
+                ("bucket_rows", self._fold_buckets),
+                ("value_rows", self._fold_values),
+                ("sketch_rows", self._fold_sketches),
+            ):
+                sql = f"SELECT kid FROM {table}"
+                for lo, hi in slices.kid_ranges(con, sql, slice_rows=self.slice_rows):
+                    _transaction(con, partial(fold_slice, lo=lo, hi=hi))
+            _transaction(con, self._fold_distributions)
 
     @staticmethod
-    def _fold_sketches(con: duckdb.DuckDBPyConnection) -> None:
-        dup = "(slot, kid, start) IN (SELECT (slot, kid, start) FROM sketch_rows GROUP BY ALL HAVING count(*) > 1)"
+    def _fold_buckets(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
+        keys = "slot, kid, start"
+        match = "t.slot = d.slot AND t.kid = d.kid AND t.start = d.start"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _dup AS SELECT {keys} FROM bucket_rows
+            WHERE kid >= {lo} AND kid < {hi} GROUP BY ALL HAVING count(*) > 1"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _folded AS
+            SELECT {keys}, sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,
+                   {m2_merge_sql("count", "sum", "m2", "gcount", "gsum")} AS m2
+            FROM (SELECT b.*, sum(b.sum) OVER w AS gsum, sum(b.count) OVER w AS gcount
+                  FROM (SELECT * FROM bucket_rows WHERE kid >= {lo} AND kid < {hi}) b
+                  SEMI JOIN _dup USING ({keys})
+                  WINDOW w AS (PARTITION BY {keys}))
+            GROUP BY {keys}"""
+        )
+        con.execute(
+            f"DELETE FROM bucket_rows t USING _dup d WHERE t.kid >= {lo} AND t.kid < {hi} AND {match}"
+        )
+        con.execute("INSERT INTO bucket_rows SELECT * FROM _folded")
+        con.execute("DROP TABLE _folded")
+        con.execute("DROP TABLE _dup")
+
+    @staticmethod
+    def _fold_values(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
+        where = f"kid >= {lo} AND kid < {hi}"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _folded AS SELECT DISTINCT * FROM value_rows WHERE {where}"
+        )
+        con.execute(f"DELETE FROM value_rows WHERE {where}")
+        con.execute("INSERT INTO value_rows SELECT * FROM _folded")
+        con.execute("DROP TABLE _folded")
+
+    @staticmethod
+    def _fold_distributions(con: duckdb.DuckDBPyConnection) -> None:
+        # Keyed by text (no key ids) and small: the bench spec has none.
+        dkeys = "metric, tier, key, start"
+        dmatch = "t.metric = d.metric AND t.tier = d.tier AND t.key = d.key AND t.start = d.start"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _dup AS SELECT {dkeys}, category FROM distribution_rows
+            GROUP BY ALL HAVING count(*) > 1"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _folded AS SELECT {dkeys}, category, sum(count) AS count
+            FROM distribution_rows SEMI JOIN _dup USING ({dkeys}, category) GROUP BY ALL"""
+        )
+        con.execute(
+            f"DELETE FROM distribution_rows t USING _dup d WHERE {dmatch} AND t.category = d.category"
+        )
+        con.execute("INSERT INTO distribution_rows SELECT * FROM _folded")
+        con.execute("DROP TABLE _folded")
+        con.execute("DROP TABLE _dup")
+
+    @staticmethod
+    def _fold_sketches(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> None:
+        part = f"kid >= {lo} AND kid < {hi}"
+        dup = (
+            f"{part} AND (slot, kid, start) IN (SELECT (slot, kid, start) FROM sketch_rows "
+            f"WHERE {part} GROUP BY ALL HAVING count(*) > 1)"
+        )
         rows = pl.from_arrow(
             con.sql(
                 f"SELECT slot, kid AS key, start, vals, hll, count FROM sketch_rows WHERE {dup}"
@@ -213,3 +255,16 @@ class Upkeep(KeyDictionary):
                 dropped += int(row[0]) if row else 0
             con.execute("COMMIT")
         return dropped
+
+
+def _transaction(
+    con: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], None]
+) -> None:
+    """``work(con)`` in one transaction: it commits, or rolls back and raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        work(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -46,6 +46,9 @@ def test_the_engine_keeps_one_connection_and_lends_it_to_the_process(tmp_path: P
         for i in range(2, 6):
             engine.write_checkpoint(Checkpoint(source="src", positions={"p0": i}))
         assert held.con is first  # never reopened between writes
+        # DuckDB's memory is bounded (its default, 80% of RAM, let upkeep spike the engine).
+        limit = first.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit is not None and limit[0] == "244.1 MiB"  # 256 MB
         # Another store object of the process (the API's) reads through the same connection,
         # even a read-only one, which could not open the file beside a read-write handle.
         assert Store(tmp_path, read_only=True).positions("src") == {"p0": 5}

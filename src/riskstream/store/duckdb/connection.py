@@ -18,7 +18,7 @@ from typing import TypeVar
 import duckdb
 
 from riskstream.errors import StoreError
-from riskstream.store.duckdb.held import HeldConnection, ask_to_read
+from riskstream.store.duckdb.held import MEMORY_LIMIT, HeldConnection, ask_to_read
 
 T = TypeVar("T")
 
@@ -127,11 +127,10 @@ class Connection:
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + self.lock_wait_s
         delay = 0.005
+        con_read_only = self.read_only if read_only is None else read_only
         while True:
             try:
-                con = duckdb.connect(
-                    str(self.path), read_only=self.read_only if read_only is None else read_only
-                )
+                con = duckdb.connect(str(self.path), read_only=con_read_only)
                 break
             except duckdb.IOException as exc:
                 text = str(exc).lower()
@@ -149,6 +148,8 @@ class Connection:
                 raise StoreError(
                     f"cannot open store {str(self.path)!r}: {first_line(exc)}"
                 ) from None
+        if not con_read_only:
+            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         try:
             yield con
         finally:

@@ -17,7 +17,7 @@ import duckdb
 from riskstream.core.checkpoint import Checkpoint
 from riskstream.store.duckdb import Store
 from riskstream.store.duckdb.connection import _HELD, _key
-from riskstream.store.duckdb.held import GRACE_S, request_path
+from riskstream.store.duckdb.held import GRACE_S, ask_to_read, request_path
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
 
@@ -128,3 +128,15 @@ def test_a_small_commit_runs_beside_a_transaction_in_flight(tmp_path: Path) -> N
     finally:
         finish.set()
         engine.close()
+
+
+def test_a_symlinked_readers_file_is_not_followed(tmp_path: Path) -> None:
+    """A planted link at the readers file never touches its target, and a reader just waits."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.utime(victim, (1_000_000, 1_000_000))
+    db = tmp_path / "riskstream.duckdb"
+    request_path(db).symlink_to(victim)
+    ask_to_read(db)  # no error: best effort
+    assert victim.stat().st_mtime == 1_000_000
+    assert victim.read_text() == "precious\n"
